@@ -1,0 +1,433 @@
+"""Contract v1: every record that crosses a boundary in mv4all.
+
+One place defines what a dataset row is (``Example``), what the builder's stages
+consume (``StageInput``) and produce (the output models), and the Hugging Face
+``datasets.Features`` mirror of the row. Later work extends this module and bumps
+``SCHEMA_VERSION``; nothing else redefines these shapes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = "1.0"
+
+MVType = Literal[
+    "Live Performance",
+    "Lyric Video",
+    "Animation",
+    "Story Narrative",
+    "Artistic/Abstract",
+    "Dance Performance",
+    "Behind-the-Scenes",
+    "Nature/Scenic",
+    "Static/Dynamic Picture Montage",
+    "Cinematic Drama",
+]
+MV_TYPES: tuple[str, ...] = get_args(MVType)
+
+ID_LENGTH = 16
+
+
+class Record(BaseModel):
+    """Base for contract records: unknown keys are errors, so drift is caught early."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+class Track(Record):
+    """One Music4All track as read from its tab-separated CSVs (numbers parsed, blanks -> None)."""
+
+    id: str
+    artist: str
+    song: str
+    album_name: str = ""
+    spotify_id: str = ""
+    popularity: float | None = None
+    release: str = ""
+    danceability: float | None = None
+    energy: float | None = None
+    key: int | None = None
+    mode: int | None = None
+    valence: float | None = None
+    tempo: float | None = None  # Music4All stores 0 for "unknown": read as None
+    duration_ms: float | None = None
+    genres: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    lang: str = ""
+
+    @property
+    def instrumental(self) -> bool:
+        # Music4All spells it this way.
+        return self.lang.strip().upper() in {"INTRUMENTAL", "INSTRUMENTAL"}
+
+
+class Chord(Record):
+    start: float
+    end: float
+    label: str  # madmom style, e.g. "A:min", "C:maj", "N" for no chord
+
+
+class Beat(Record):
+    time: float  # seconds from clip start
+    number: int  # position in the bar, 1 = downbeat
+
+
+class LibrosaDescriptors(Record):
+    """Timbre/dynamics summary computed with librosa on the 44.1 kHz mono clip."""
+
+    rms_mean: float
+    rms_std: float
+    loudness_db: float
+    dynamic_range_db: float
+    spectral_centroid_hz: float
+    spectral_bandwidth_hz: float
+    spectral_rolloff_hz: float
+    spectral_flatness: float
+    zero_crossing_rate: float
+    onset_rate: float  # onsets per second
+    percussive_ratio: float  # energy share of the HPSS percussive part
+    chroma_mean: list[float]  # 12 values, C..B
+
+
+class MusicFeatures(Record):
+    """LLark-style measured music facts (madmom + librosa + Music4All metadata)."""
+
+    duration: float
+    tempo: float  # BPM
+    tempo_strength: float  # 0..1, strength of the winning tempo
+    beats_per_bar: int
+    beats: list[Beat]
+    downbeats: list[float]
+    key: str  # e.g. "A minor"
+    key_confidence: float
+    chords: list[Chord]
+    energy: float | None = None
+    valence: float | None = None
+    danceability: float | None = None
+    librosa: LibrosaDescriptors
+
+
+class FrameStats(Record):
+    """What was measured on one sampled frame."""
+
+    t: float  # seconds from the clip start
+    mean_rgb: list[float]  # 3 values, 0..255
+    brightness: float  # mean luma, 0..255
+    saturation: float  # mean HSV saturation, 0..1
+    colours: list[str]  # named dominant colours, most prominent first
+    motion: float  # within-shot change vs a frame a moment later (mean abs luma diff)
+    cut_before: bool  # a shot boundary since the previous sampled frame
+    faces: int  # faces found by OpenCV's bundled frontal-face cascade
+    text_overlay: bool  # caption/lyric-like text band detected
+    edge_density: float  # share of edge pixels (busy vs plain images)
+
+
+class VisualStats(Record):
+    """Per-clip visual measurements; the static filter reads ``static_score``."""
+
+    width: int
+    height: int
+    fps: float
+    duration: float
+    frames: list[FrameStats]
+    static_score: float  # median within-shot motion; ~0 for stills and slideshows of stills
+    shot_count: int
+    zoom_pan: bool  # slow continuous zoom/pan over still images (Ken Burns)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+class FrameCaption(Record):
+    t: float
+    caption: str
+
+
+class FrameCaptions(Record):
+    captions: list[FrameCaption]
+
+
+class MusicCaption(Record):
+    caption: str
+
+
+class LyricsUnderstanding(Record):
+    text: str
+
+
+class MVTypeTag(Record):
+    mv_type: MVType
+
+
+class UnifiedMusicCaption(Record):
+    caption: str
+
+
+class MVBeat(Record):
+    title: str
+    text: str
+
+
+_OVERVIEW_RE = re.compile(r"^\W*overview\W*", re.IGNORECASE)
+_BREAKDOWN_RE = re.compile(r"^\W*frame[\s-]*by[\s-]*frame(\s+breakdown)?\W*$", re.IGNORECASE)
+_ITEM_RE = re.compile(r"^\s*(?:[-*]\s*)?(\d+)\s*[.)]\s*(.*)$")
+
+
+def _unbold(text: str) -> str:
+    return text.replace("**", "").replace("__", "").strip()
+
+
+class MVDescription(Record):
+    """The target: an overview plus one beat per sampled frame (paper, Figure 4)."""
+
+    overview: str
+    beats: list[MVBeat]
+
+    def render(self) -> str:
+        lines = ["**Overview:**", self.overview.strip(), "", "**Frame-by-frame Breakdown:**"]
+        for i, beat in enumerate(self.beats, start=1):
+            lines.append(f"{i}. **{beat.title.strip()}:** {beat.text.strip()}")
+        return "\n".join(lines)
+
+    @classmethod
+    def parse(cls, text: str) -> "MVDescription":
+        """Read ``render()`` output back, tolerating what real models write.
+
+        Accepts missing bold markers, ``Overview:`` on the same line as its text,
+        extra blank lines and spaces, bullets, fewer beats, and beats without a title.
+        Text that has no structure at all becomes the overview.
+        """
+        overview: list[str] = []
+        beats: list[MVBeat] = []
+        section = "overview"
+        for raw in text.splitlines():
+            line = raw.strip()
+            if not line:
+                continue
+            if _BREAKDOWN_RE.match(_unbold(line)):
+                section = "beats"
+                continue
+            m = _ITEM_RE.match(line)
+            if m and (section == "beats" or beats or overview):
+                section = "beats"
+                body = m.group(2).strip()
+                title, sep, rest = _split_title(body)
+                beats.append(MVBeat(title=title if sep else "", text=rest if sep else _unbold(body)))
+                continue
+            if section == "beats" and beats:
+                beats[-1] = MVBeat(title=beats[-1].title, text=(beats[-1].text + " " + _unbold(line)).strip())
+                continue
+            plain = _unbold(line)
+            if _OVERVIEW_RE.match(plain) and plain.lower().lstrip("#* ").startswith("overview"):
+                plain = _OVERVIEW_RE.sub("", plain, count=1).strip()
+                if not plain:
+                    continue
+            overview.append(plain)
+        return cls(overview=" ".join(overview).strip(), beats=beats)
+
+
+def _split_title(body: str) -> tuple[str, str, str]:
+    """Split ``**Title:** text`` / ``Title: text`` / ``**Title**: text`` into parts."""
+    m = re.match(r"^\*\*(.+?)\*\*\s*:?\s*(.*)$", body)
+    if m:
+        title = m.group(1).strip().rstrip(":").strip()
+        return title, ":", _unbold(m.group(2))
+    title, sep, rest = body.partition(":")
+    if sep and 0 < len(title) <= 80:
+        return _unbold(title), sep, _unbold(rest)
+    return "", "", _unbold(body)
+
+
+# --------------------------------------------------------------------------- provenance + row
+
+
+class StageProvenance(Record):
+    stage: str
+    backend: str
+    model: str
+    prompt_version: str
+    stage_version: int
+    params_hash: str
+
+
+class Provenance(Record):
+    schema_version: str = SCHEMA_VERSION
+    build_id: str
+    stages: list[StageProvenance]
+
+
+class Example(Record):
+    """One dataset row (config ``mv_description``)."""
+
+    id: str
+    artist: str
+    song: str
+    genres: list[str]
+    tags: list[str]
+    mv_type: MVType
+    lyrics_understanding: str
+    audio: str
+    music_features: MusicFeatures
+    music_caption: str
+    unified_music_caption: str
+    frame_captions: list[FrameCaption]
+    mv_description: MVDescription
+    mv_description_text: str
+    instruction: str
+    static_score: float
+    provenance: Provenance
+
+    @field_validator("id")
+    @classmethod
+    def _id_length(cls, value: str) -> str:
+        if len(value) != ID_LENGTH:
+            raise ValueError(f"id must have {ID_LENGTH} characters, got {value!r}")
+        return value
+
+    @field_validator("audio")
+    @classmethod
+    def _relative_posix(cls, value: str) -> str:
+        if value.startswith("/") or "\\" in value or re.match(r"^[A-Za-z]:", value):
+            raise ValueError(f"audio must be a POSIX path relative to the Music4All root, got {value!r}")
+        return value
+
+
+class MusicCaptionExample(Record):
+    """One row of config ``music_caption`` (stage-1 target)."""
+
+    id: str
+    audio: str
+    music_caption: str
+    instruction: str
+
+
+# --------------------------------------------------------------------------- stage I/O
+
+
+class StageInput(Record):
+    """The measured facts one LLM stage may read for one clip.
+
+    Each stage declares the fields it reads (``mv4all.stages.Stage.reads``); the
+    pipeline fills only those, so a stage cannot peek at what it must not use.
+    """
+
+    clip_id: str
+    track: Track | None = None
+    music_features: MusicFeatures | None = None
+    visual: VisualStats | None = None
+    frame_images: list[str] | None = None  # JPEG paths inside the work dir, one per frame
+    lyrics: str | None = None
+    music_caption: str | None = None
+    lyrics_understanding: str | None = None
+    frame_captions: list[FrameCaption] | None = None
+    mv_type: MVType | None = None
+    unified_music_caption: str | None = None
+
+
+class Usage(Record):
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+
+
+class StageResult(BaseModel):
+    """One clip's answer from a backend: an output of the stage's model, or a failure."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    clip_id: str
+    output: Any = None  # instance of the stage's output model when ok
+    error: str | None = None
+    model: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    notes: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.output is not None
+
+
+# --------------------------------------------------------------------------- datasets mirror
+
+
+def _features():
+    from datasets import Features, List, Value
+
+    f64, s = Value("float64"), Value("string")
+    chord = {"start": f64, "end": f64, "label": s}
+    music_features = {
+        "duration": f64,
+        "tempo": f64,
+        "tempo_strength": f64,
+        "beats_per_bar": Value("int32"),
+        "beats": List({"time": f64, "number": Value("int32")}),
+        "downbeats": List(f64),
+        "key": s,
+        "key_confidence": f64,
+        "chords": List(chord),
+        "energy": f64,
+        "valence": f64,
+        "danceability": f64,
+        "librosa": {
+            "rms_mean": f64,
+            "rms_std": f64,
+            "loudness_db": f64,
+            "dynamic_range_db": f64,
+            "spectral_centroid_hz": f64,
+            "spectral_bandwidth_hz": f64,
+            "spectral_rolloff_hz": f64,
+            "spectral_flatness": f64,
+            "zero_crossing_rate": f64,
+            "onset_rate": f64,
+            "percussive_ratio": f64,
+            "chroma_mean": List(f64),
+        },
+    }
+    stage = {
+        "stage": s,
+        "backend": s,
+        "model": s,
+        "prompt_version": s,
+        "stage_version": Value("int32"),
+        "params_hash": s,
+    }
+    mv_description = Features(
+        {
+            "id": s,
+            "artist": s,
+            "song": s,
+            "genres": List(s),
+            "tags": List(s),
+            "mv_type": s,
+            "lyrics_understanding": s,
+            "audio": s,
+            "music_features": music_features,
+            "music_caption": s,
+            "unified_music_caption": s,
+            "frame_captions": List({"t": f64, "caption": s}),
+            "mv_description": {"overview": s, "beats": List({"title": s, "text": s})},
+            "mv_description_text": s,
+            "instruction": s,
+            "static_score": f64,
+            "provenance": {"schema_version": s, "build_id": s, "stages": List(stage)},
+        }
+    )
+    music_caption = Features({"id": s, "audio": s, "music_caption": s, "instruction": s})
+    return mv_description, music_caption
+
+
+def dataset_features(config: str = "mv_description"):
+    """The ``datasets.Features`` of a config; equal to what the built parquet declares."""
+    mv_description, music_caption = _features()
+    return {"mv_description": mv_description, "music_caption": music_caption}[config]
+
+
+CONFIGS = ("mv_description", "music_caption")
