@@ -1,0 +1,133 @@
+"""The LLM stages of the build and the interface every text/vision backend implements.
+
+A ``Stage`` says what it may read (fields of ``StageInput``) and what it returns (a
+Contract v1 output model). A backend answers a whole stage at once:
+``run(stage, inputs) -> list[StageResult]``, one result per input, in any order, so a
+Batch-API backend can submit a stage in one go and collect it after a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from mv4all.schema import (
+    FrameCaptions,
+    LyricsUnderstanding,
+    MusicCaption,
+    MVDescription,
+    MVTypeTag,
+    StageInput,
+    StageResult,
+    UnifiedMusicCaption,
+)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    version: int
+    output_model: type[BaseModel]
+    reads: frozenset[str]
+    depends_on: tuple[str, ...]  # upstream stages whose outputs or decisions it uses
+    modality: str  # "text" or "vision": which model a backend should use
+
+    def restrict(self, full: StageInput) -> StageInput:
+        """Keep only the fields this stage may read."""
+        keep = {"clip_id"} | set(self.reads)
+        return StageInput(**{k: v for k, v in full if k in keep})
+
+
+FRAME_CAPTIONS = Stage(
+    name="frame_captions",
+    version=1,
+    output_model=FrameCaptions,
+    reads=frozenset({"visual", "frame_images"}),
+    depends_on=("frames",),
+    modality="vision",
+)
+MV_TYPE = Stage(
+    name="mv_type",
+    version=1,
+    output_model=MVTypeTag,
+    reads=frozenset({"visual", "frame_images", "frame_captions", "track"}),
+    depends_on=("frames", "static_filter", "frame_captions"),
+    modality="vision",
+)
+# Stage-1 target: music facts and metadata only, never frames or lyrics.
+MUSIC_CAPTION = Stage(
+    name="music_caption",
+    version=1,
+    output_model=MusicCaption,
+    reads=frozenset({"track", "music_features"}),
+    depends_on=("features",),
+    modality="text",
+)
+LYRICS_UNDERSTANDING = Stage(
+    name="lyrics_understanding",
+    version=1,
+    output_model=LyricsUnderstanding,
+    reads=frozenset({"track", "lyrics"}),
+    depends_on=("ingest",),
+    modality="text",
+)
+UNIFIED_MUSIC_CAPTION = Stage(
+    name="unified_music_caption",
+    version=1,
+    output_model=UnifiedMusicCaption,
+    reads=frozenset({"track", "music_features", "music_caption", "lyrics_understanding"}),
+    depends_on=("features", "music_caption", "lyrics_understanding"),
+    modality="text",
+)
+MV_DESCRIPTION = Stage(
+    name="mv_description",
+    version=1,
+    output_model=MVDescription,
+    reads=frozenset(
+        {"track", "music_features", "visual", "frame_captions", "mv_type", "lyrics_understanding", "unified_music_caption"}
+    ),
+    depends_on=("frame_captions", "mv_type", "unified_music_caption", "lyrics_understanding"),
+    modality="text",
+)
+
+LLM_STAGES: tuple[Stage, ...] = (
+    MUSIC_CAPTION,
+    LYRICS_UNDERSTANDING,
+    FRAME_CAPTIONS,
+    MV_TYPE,
+    UNIFIED_MUSIC_CAPTION,
+    MV_DESCRIPTION,
+)
+STAGES_BY_NAME = {s.name: s for s in LLM_STAGES}
+
+# Stages that need the video (the clip must survive the static filter).
+VIDEO_STAGES = frozenset({"frame_captions", "mv_type", "mv_description"})
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """An LLM backend. ``id`` names it in provenance ("offline", "openai", "openai-batch")."""
+
+    id: str
+
+    def model_for(self, stage: Stage) -> str:
+        """The model that answers this stage (provenance)."""
+
+    def prompt_version(self, stage: Stage) -> str:
+        """Version of the prompt/template that this backend uses for the stage."""
+
+    def params(self, stage: Stage) -> dict[str, Any]:
+        """Every option that changes this stage's output; hashed into the stage key."""
+
+    def run(self, stage: Stage, inputs: list[StageInput]) -> list[StageResult]:
+        """Answer every input; results may come in any order; a failure carries its reason."""
+
+
+def params_hash(params: dict[str, Any]) -> str:
+    """Stable short hash of a JSON-able parameter dict."""
+    blob = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
