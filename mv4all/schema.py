@@ -431,3 +431,19 @@ def dataset_features(config: str = "mv_description"):
 
 
 CONFIGS = ("mv_description", "music_caption")
+
+
+# --------------------------------------------------------------------------- build report
+
+
+class FailureRecord(Record):
+    """One line of ``failures.jsonl``: a clip that did not make it into a config, and why.
+
+    ``kind`` is "error" for broken or missing input and failed stages, "dropped" for clips
+    the static filter removed on purpose (their music stays in ``music_caption``).
+    """
+
+    id: str
+    stage: str
+    kind: Literal["error", "dropped"] = "error"
+    reason: str

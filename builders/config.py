@@ -1,0 +1,95 @@
+"""The build configuration: one pydantic record, loadable from YAML, overridable from the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from builders.split import DEFAULT_SALT, SplitSpec
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FramesOptions(Options):
+    every: float = 2.0  # seconds between sampled frames (paper: 15 frames over 30 s)
+    clip_start: float = 0.0  # where the 30 s clip starts in the video
+    clip_seconds: float = 30.0
+    motion_gap: float = 0.5  # the second frame for within-shot motion
+    max_side: int = 512  # JPEG size kept in the work dir
+
+
+class StaticOptions(Options):
+    threshold: float = 1.0  # static_score below this = still image / slideshow of stills
+
+
+class FeaturesOptions(Options):
+    sample_rate: int = 44100
+
+
+class SplitOptions(Options):
+    test_size: int | None = None
+    test_ratio: float | None = None
+    min_test: int = 4
+    by: Literal["song", "artist"] = "song"
+    salt: str = DEFAULT_SALT
+
+    @model_validator(mode="after")
+    def _one_of(self):
+        if self.test_size is not None and self.test_ratio is not None:
+            raise ValueError("give either split.test_size or split.test_ratio, not both")
+        return self
+
+    def spec(self) -> SplitSpec:
+        return SplitSpec(test_ratio=self.test_ratio, test_size=self.test_size, min_test=self.min_test, by=self.by, salt=self.salt)
+
+
+class BuildConfig(Options):
+    music4all: Path
+    videos: Path | None = None  # default: MUSIC4ALL/videos when it exists
+    out: Path
+    work_dir: Path | None = None  # default: OUT.work (sibling, never uploaded)
+    llm: str = "offline"
+    llm_options: dict[str, Any] = Field(default_factory=dict)
+    workers: int = 1
+    ids: list[str] | None = None  # build only these clips
+    limit: int | None = None  # build only the first N clips
+    frames: FramesOptions = Field(default_factory=FramesOptions)
+    static: StaticOptions = Field(default_factory=StaticOptions)
+    features: FeaturesOptions = Field(default_factory=FeaturesOptions)
+    split: SplitOptions = Field(default_factory=SplitOptions)
+
+    @property
+    def videos_dir(self) -> Path:
+        return Path(self.videos) if self.videos else Path(self.music4all) / "videos"
+
+    @property
+    def work(self) -> Path:
+        return Path(self.work_dir) if self.work_dir else Path(str(Path(self.out)) + ".work")
+
+    def output_options(self) -> dict[str, Any]:
+        """Options that change the dataset (not paths, not workers): recorded in build_info."""
+        return self.model_dump(mode="json", exclude={"music4all", "videos", "out", "work_dir", "workers"})
+
+
+def load_config(path: Path | None, **overrides: Any) -> BuildConfig:
+    """YAML file (optional) + CLI overrides (None means "not given")."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        data.update(loaded)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if "." in key:
+            section, field = key.split(".", 1)
+            data.setdefault(section, {})[field] = value
+        else:
+            data[key] = value
+    return BuildConfig.model_validate(data)
