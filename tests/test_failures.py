@@ -1,0 +1,90 @@
+"""Broken inputs become failure records with reasons; the rest of the build completes."""
+
+import json
+import shutil
+
+from mv4all.schema import StageResult
+from tests.conftest import _build, copy_corpus, copy_cpu_work
+
+
+def _failures(build):
+    return {f.id: f for f in build.result.failures}
+
+
+def _ids(corpus):
+    return sorted(p.stem for p in (corpus / "audios").glob("*.mp3"))
+
+
+def test_corrupt_truncated_missing(mini_corpus, mini_build, tmp_path):
+    corpus = copy_corpus(mini_corpus, tmp_path / "m4a")
+    a, b, c, ok = _ids(corpus)
+    (corpus / "audios" / f"{a}.mp3").write_bytes(b"ID3 this is not an mp3 at all" * 50)
+    video = corpus / "videos" / f"{b}.mp4"
+    video.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
+    (corpus / "lyrics" / f"{c}.txt").unlink()
+    copy_cpu_work(mini_build.work, tmp_path / "work")
+    build = _build(corpus, tmp_path)
+    fails = _failures(build)
+    assert fails[a].stage == "features" and fails[a].reason
+    assert fails[b].stage == "frames" and fails[b].reason
+    assert fails[c].stage == "lyrics_understanding" and "lyrics" in fails[c].reason
+    mv_ids = {r["id"] for s in build.result.rows["mv_description"].values() for r in s}
+    cap_ids = {r["id"] for s in build.result.rows["music_caption"].values() for r in s}
+    assert mv_ids == {ok}
+    assert cap_ids == {b, c, ok}  # a broken video or missing lyrics keep the music
+    lines = [json.loads(x) for x in (build.out / "failures.jsonl").read_text().splitlines()]
+    assert {x["id"] for x in lines} == {a, b, c}
+
+
+def test_missing_metadata_row_and_zero_length_audio(mini_corpus, mini_build, tmp_path):
+    corpus = copy_corpus(mini_corpus, tmp_path / "m4a")
+    a, b, _, _ = _ids(corpus)
+    meta = corpus / "id_metadata.csv"
+    meta.write_text("".join(line for line in meta.read_text().splitlines(keepends=True) if not line.startswith(a)))
+    (corpus / "audios" / f"{b}.mp3").write_bytes(b"")
+    copy_cpu_work(mini_build.work, tmp_path / "work")
+    build = _build(corpus, tmp_path)
+    fails = _failures(build)
+    assert fails[a].stage == "ingest" and "metadata" in fails[a].reason
+    assert fails[b].stage == "features" and ("empty" in fails[b].reason or "0 samples" in fails[b].reason)
+    assert build.result.count("mv_description") == 2
+
+
+class ReversedHalfBackend:
+    """Answers like the offline backend but in reverse order, and only half a stage per run
+    (like a batch that completes across two process runs)."""
+
+    def __init__(self, first_run: bool):
+        from builders.llm.offline import OfflineBackend
+
+        self.inner = OfflineBackend()
+        self.id = self.inner.id
+        self.first_run = first_run
+
+    def model_for(self, stage):
+        return self.inner.model_for(stage)
+
+    def prompt_version(self, stage):
+        return self.inner.prompt_version(stage)
+
+    def params(self, stage):
+        return self.inner.params(stage)
+
+    def run(self, stage, inputs):
+        results = list(reversed(self.inner.run(stage, inputs)))
+        if self.first_run:
+            results = results[: len(results) // 2]
+        return results + [StageResult(clip_id="not-a-clip-0000", error="stray")]
+
+
+def test_out_of_order_answers_across_two_runs(mini_corpus, mini_build, tmp_path):
+    copy_cpu_work(mini_build.work, tmp_path / "work")
+    from builders.config import BuildConfig
+    from builders.pipeline import build
+
+    cfg = BuildConfig(music4all=mini_corpus, out=tmp_path / "out", work_dir=tmp_path / "work")
+    first = build(cfg, backend=ReversedHalfBackend(first_run=True), progress=False)
+    assert any("no result" in f.reason for f in first.failures)
+    second = build(cfg, backend=ReversedHalfBackend(first_run=False), progress=False)
+    assert second.rows == mini_build.result.rows
+    assert second.build_id == mini_build.result.build_id
