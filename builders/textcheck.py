@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 MAX_SHARED_LYRIC_WORDS = 8
-_WORD = re.compile(r"\w+(?:'\w+)?", re.UNICODE)
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.UNICODE)
 
 
 def words(text: str) -> list[str]:

@@ -1,0 +1,35 @@
+"""LLM backends for the builder's text/vision stages, chosen by name.
+
+``get_backend("offline")`` gives the deterministic, network-free backend. Backends are
+imported lazily, so asking for "offline" never imports the OpenAI client. To add one,
+put ``"name": "module:Class"`` in ``_BACKENDS`` (the class is called with ``**options``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from mv4all.stages import Backend
+
+_BACKENDS: dict[str, str] = {
+    "offline": "builders.llm.offline:OfflineBackend",
+}
+
+
+def available_backends() -> list[str]:
+    """Names ``get_backend`` accepts."""
+    return sorted(_BACKENDS)
+
+
+def get_backend(name: str, **options: Any) -> Backend:
+    """Build the backend called ``name`` with ``options``; unknown names raise ``ValueError``."""
+    key = (name or "").strip().lower()
+    if key not in _BACKENDS:
+        raise ValueError(f"unknown LLM backend {name!r}; choose one of: {', '.join(available_backends())}")
+    module_name, _, attr = _BACKENDS[key].partition(":")
+    factory = getattr(importlib.import_module(module_name), attr)
+    return factory(**options)
+
+
+__all__ = ["available_backends", "get_backend"]
