@@ -29,9 +29,26 @@ def shard_name(split: str, index: int, total: int) -> str:
 def write_dataset(out: Path, rows: dict[str, dict[str, list[dict]]], *, failures: list[dict],
                   build_info: dict, card: str) -> None:
     """Replace ``out``'s data with ``rows`` (config -> split -> list of row dicts)."""
-    from datasets import Dataset
+    from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 
     out = Path(out)
+    bars = is_progress_bar_enabled()
+    disable_progress_bar()  # one bar per tiny shard is noise; the build shows its own progress
+    try:
+        _write_shards(out, rows)
+    finally:
+        if bars:
+            enable_progress_bar()
+    with (out / "failures.jsonl").open("w", encoding="utf-8") as f:
+        for record in failures:
+            f.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+    (out / "build_info.json").write_text(json.dumps(build_info, indent=2, sort_keys=True, default=str) + "\n")
+    (out / "README.md").write_text(card, encoding="utf-8")
+
+
+def _write_shards(out: Path, rows: dict[str, dict[str, list[dict]]]) -> None:
+    from datasets import Dataset
+
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / "data", ignore_errors=True)
     for config in CONFIGS:
@@ -45,11 +62,6 @@ def write_dataset(out: Path, rows: dict[str, dict[str, list[dict]]], *, failures
             for i in range(total):
                 part = split_rows[i * ROWS_PER_SHARD : (i + 1) * ROWS_PER_SHARD]
                 Dataset.from_list(part, features=features).to_parquet(str(folder / shard_name(split, i, total)))
-    with (out / "failures.jsonl").open("w", encoding="utf-8") as f:
-        for record in failures:
-            f.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
-    (out / "build_info.json").write_text(json.dumps(build_info, indent=2, sort_keys=True, default=str) + "\n")
-    (out / "README.md").write_text(card, encoding="utf-8")
 
 
 def configs_yaml(rows: dict[str, dict[str, list]]) -> list[dict[str, Any]]:
