@@ -127,6 +127,19 @@ class FrameStats(Record):
     faces: int  # faces found by OpenCV's bundled frontal-face cascade
     text_overlay: bool  # caption/lyric-like text band detected
     edge_density: float  # share of edge pixels (busy vs plain images)
+    # Measured extras (defaults keep older producers valid). Colour/brightness numbers above
+    # are taken over the picture area, i.e. without letterbox bars.
+    letterbox: bool = False  # black bars above and below the picture
+    bars: float = 0.0  # share of the frame height covered by those bars
+    colourfulness: float = 0.0  # Hasler-Suesstrunk colourfulness M (0 grey .. ~100+ vivid)
+    flat_colour: float = 0.0  # share of the picture in flat, saturated colour fields (cartoon-like)
+    layering: float = 0.0  # share of luma variance explained by row means (horizontal bands: sky/land/water)
+    face_size: float = 0.0  # height of the largest face / frame height (0 when no face)
+    motion_in_shot: bool = True  # False when a cut (or the clip end) lies between the frame and its motion partner
+    zoom: float = 0.0  # global scale change per second between the frame and its partner (+ zoom in)
+    pan_x: float = 0.0  # apparent camera pan, frame widths per second (+ right)
+    pan_y: float = 0.0  # apparent camera tilt, frame heights per second (+ down)
+    residual: float = 0.0  # motion left after removing the global zoom/pan (same units as motion)
 
 
 class VisualStats(Record):
@@ -140,6 +153,23 @@ class VisualStats(Record):
     static_score: float  # median within-shot motion; ~0 for stills and slideshows of stills
     shot_count: int
     zoom_pan: bool  # slow continuous zoom/pan over still images (Ken Burns)
+    # Measured extras (defaults keep older producers valid).
+    cut_times: list[float] = Field(default_factory=list)  # detected cuts, seconds from the clip start
+    cuts_per_minute: float = 0.0
+    zoom_pan_share: float = 0.0  # share of moving in-shot frame pairs explained by a rigid zoom/pan
+    residual_motion: float = 0.0  # median in-shot motion left after removing global zoom/pan
+    letterbox: bool = False  # most frames carry black bars above and below
+    brightness: float = 0.0  # median frame brightness, 0..255
+    saturation: float = 0.0  # median frame saturation, 0..1
+    colourfulness: float = 0.0  # median Hasler-Suesstrunk colourfulness
+    flat_colour: float = 0.0  # median share of flat, saturated colour fields
+    layering: float = 0.0  # median horizontal-band structure score
+    face_share: float = 0.0  # share of sampled frames with at least one face
+    text_share: float = 0.0  # share of sampled frames with a text overlay
+    shake: float = 0.0  # handheld jitter: high-frequency global shift, % of frame width per frame step
+    flicker: float = 0.0  # high-frequency brightness change within shots (luma levels): flashing lights
+    motion_periodicity: float = 0.0  # 0..1 autocorrelation peak of the motion-energy series
+    motion_bpm: float | None = None  # rate of that periodic motion, events per minute
 
 
 # --------------------------------------------------------------------------- outputs
@@ -447,3 +477,25 @@ class FailureRecord(Record):
     stage: str
     kind: Literal["error", "dropped"] = "error"
     reason: str
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+class Prediction(Record):
+    """One line of a predictions JSONL file: what batch ``describe`` writes and ``evaluate`` reads.
+
+    Only ``id`` and ``prediction`` are required so that predictions from any system can be
+    scored; ``reference`` may be left out and filled from the dataset by id. The rest records
+    which run made the text, so a leaderboard row can be traced back to its model and inputs.
+    """
+
+    id: str
+    prediction: str
+    reference: str | None = None
+    run: str | None = None  # a name for the system/checkpoint that produced the text
+    train_inputs: str | None = None  # input combination the model was trained with, e.g. "1+2+3+4"
+    eval_inputs: str | None = None  # combination given at inference, e.g. "1+2+3+4" or "none"
+    decoding: dict[str, Any] = Field(default_factory=dict)  # generation settings (max_new_tokens, sampling, ...)
+    seed: int | None = None
+    model_sha: str | None = None  # revision/hash of the weights that produced the text
