@@ -50,7 +50,7 @@ def _split_list(value: str) -> list[str]:
 
 def _number(value: str, column: str) -> float | None:
     text = value.strip()
-    if text == "" or text.lower() in {"nan", "none", "null"}:
+    if text == "" or text.lower() in {"nan", "na", "n/a", "none", "null"}:
         return None
     try:
         number = float(text)
@@ -142,8 +142,6 @@ def read_music4all(root: Path, ids: list[str] | None = None) -> Corpus:
 def write_table(path: Path, header: list[str], rows: list[list[str]]) -> None:
     """Write a CSV the way Music4All ships them (tabs, header row, no quoting)."""
     with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar=None, lineterminator="\n")
-        writer.writerow(header)
+        f.write("\t".join(header) + "\n")
         for row in rows:
-            clean = [str(v).replace("\t", " ").replace("\n", " ") for v in row]
-            writer.writerow(clean)
+            f.write("\t".join(str(v).replace("\t", " ").replace("\n", " ") for v in row) + "\n")
