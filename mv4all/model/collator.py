@@ -1,0 +1,164 @@
+"""Turn dataset rows into model batches: prompt, tokens, loss mask and audio.
+
+Prompts come from ``mv4all.inputs.render_prompt`` (the one renderer training, evaluation and
+``describe`` share), in the NExT-GPT/DeepResonance template
+``<s>{inputs}### Human: {instruction}\\n### Assistant: {output}\\n###``; the loss covers the
+output only. Like NExT-GPT, prompt and output are tokenised separately, which keeps the
+label boundary exact for any tokenizer and makes the inference prompt the training prefix
+token for token.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from ..inputs import ALL, AUDIO_PLACEHOLDER, MV_INSTRUCTION, Combination, parse_combination, render_prompt
+
+IGNORE_INDEX = -100
+
+
+def add_audio_token(tokenizer, token: str = AUDIO_PLACEHOLDER) -> int:
+    """Make ``<audio>`` one special token (never split, skipped when decoding); return its id.
+
+    Also gives Llama-style tokenizers without a pad token one (``<unk>``, as NExT-GPT does).
+    """
+    ids = tokenizer.encode(token, add_special_tokens=False)
+    if len(ids) != 1 or tokenizer.convert_ids_to_tokens(ids[0]) != token:
+        tokenizer.add_tokens([token], special_tokens=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    return tokenizer.convert_tokens_to_ids(token)
+
+
+@dataclass
+class MV4AllCollator:
+    """Collate rows (``Example`` dicts or ``datasets`` rows) for training or generation.
+
+    tokenizer: has ``<audio>`` (see ``add_audio_token``).
+    combination: which modalities the prompt shows ("1+2+3+4", "2+3", "none", ...).
+    instruction: fixed instruction; ``None`` reads the row's ``instruction`` (else the MV one).
+    target_field: the output column (``mv_description_text``; ``music_caption`` for stage 1).
+    audio_tokens: ``<audio>`` tokens per audio = ``model.config.num_audio_tokens``.
+    audio_embeddings: the embedding cache, ``id -> [n_clips, D]``; training then never runs the encoder.
+    audio_features: ``row -> [n_clips, ...]`` encoder input, when there is no cache.
+    Without either, rows may carry ``audio_embeds`` or ``input_features`` themselves.
+    max_length: longer examples are cut from the right with a warning.
+    inference: prompts only (no output, no labels), left-padded for batched ``generate``.
+    """
+
+    tokenizer: Any
+    combination: str | Combination = ALL
+    instruction: str | None = None
+    target_field: str = "mv_description_text"
+    audio_tokens: int = 1
+    audio_embeddings: Mapping[str, Any] | None = None
+    audio_features: Callable[[Mapping[str, Any]], Any] | None = None
+    max_length: int | None = 2048
+    inference: bool = False
+    id_field: str = "id"
+
+    def __post_init__(self):
+        self.combination = parse_combination(self.combination)
+        self.audio_token_id = self.tokenizer.convert_tokens_to_ids(AUDIO_PLACEHOLDER)
+        if self.combination.uses_audio and self.audio_token_id in (None, self.tokenizer.unk_token_id):
+            raise ValueError("the tokenizer has no <audio> token: call add_audio_token(tokenizer) first")
+
+    @classmethod
+    def for_model(cls, tokenizer, config, **kwargs) -> "MV4AllCollator":
+        """A collator whose ``audio_tokens`` matches the model config."""
+        return cls(tokenizer, audio_tokens=config.num_audio_tokens, **kwargs)
+
+    # ------------------------------------------------------------------ one row
+
+    def encode(self, row: Mapping[str, Any]) -> tuple[list[int], list[int]]:
+        """``(input_ids, labels)`` of one row; labels are -100 outside the output."""
+        instruction = self.instruction or _get(row, "instruction") or MV_INSTRUCTION
+        output = None if self.inference else (_get(row, self.target_field) or "")
+        prompt = render_prompt(row, self.combination, instruction, output=output, audio_tokens=self.audio_tokens)
+        bos = [] if self.tokenizer.bos_token_id is None else [self.tokenizer.bos_token_id]
+        # The prefix ends with "Assistant: "; the output's own leading space comes from the
+        # tokenizer (SentencePiece's prefix space), as in NExT-GPT's "### Assistant:" + output.
+        prefix = bos + self._tokens(prompt.prefix.rstrip(" "))
+        target = self._tokens(prompt.target) if prompt.target else []
+        ids, labels = prefix + target, [IGNORE_INDEX] * len(prefix) + target
+        if self.max_length is not None and len(ids) > self.max_length:
+            warnings.warn(
+                f"example {_get(row, self.id_field)!r} has {len(ids)} tokens; "
+                f"truncated to max_length={self.max_length}",
+                stacklevel=3,
+            )
+            ids, labels = ids[: self.max_length], labels[: self.max_length]
+            wanted = self.audio_tokens if self.combination.uses_audio else 0
+            if ids.count(self.audio_token_id) != wanted:
+                raise ValueError(f"max_length={self.max_length} cuts into the audio placeholders")
+        return ids, labels
+
+    def _tokens(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def audio_for(self, row: Mapping[str, Any]) -> tuple[str, torch.Tensor]:
+        """``("audio_embeds" | "input_features", tensor)`` for one row."""
+        if self.audio_embeddings is not None:
+            key = _get(row, self.id_field)
+            try:
+                value = self.audio_embeddings[key]
+            except KeyError:
+                raise KeyError(f"no cached audio embedding for id {key!r}: run `mv4all embed` for this split") from None
+            return "audio_embeds", _tensor(value)
+        if self.audio_features is not None:
+            return "input_features", _tensor(self.audio_features(row))
+        for name in ("audio_embeds", "input_features"):
+            if _get(row, name) is not None:
+                return name, _tensor(_get(row, name))
+        raise ValueError(
+            f"combination {self.combination} includes music but row {_get(row, self.id_field)!r} has no audio: "
+            "give the collator audio_embeddings (cache) or audio_features"
+        )
+
+    # ------------------------------------------------------------------ batch
+
+    def __call__(self, rows: list[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        encoded = [self.encode(row) for row in rows]
+        batch = self._pad(encoded)
+        if self.combination.uses_audio:
+            audio = [self.audio_for(row) for row in rows]
+            kinds = {kind for kind, _ in audio}
+            if len(kinds) > 1:
+                raise ValueError("a batch mixes cached embeddings and raw features")
+            batch[kinds.pop()] = torch.stack([value for _, value in audio])
+        return batch
+
+    def _pad(self, encoded: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+        pad_id = self.tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
+        width = max(len(ids) for ids, _ in encoded)
+        input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(encoded), width), dtype=torch.long)
+        labels = torch.full((len(encoded), width), IGNORE_INDEX, dtype=torch.long)
+        for i, (ids, lab) in enumerate(encoded):
+            span = slice(width - len(ids), width) if self.inference else slice(0, len(ids))
+            input_ids[i, span] = torch.tensor(ids)
+            attention[i, span] = 1
+            labels[i, span] = torch.tensor(lab)
+        batch = {"input_ids": input_ids, "attention_mask": attention}
+        if not self.inference:
+            batch["labels"] = labels
+        return batch
+
+
+def _get(row: Any, name: str) -> Any:
+    if isinstance(row, Mapping):
+        return row.get(name)
+    return getattr(row, name, None)
+
+
+def _tensor(value: Any) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.float() if not value.is_floating_point() else value
+    return torch.as_tensor(np.asarray(value, dtype=np.float32))
