@@ -452,7 +452,7 @@ def librosa_descriptors(y: np.ndarray, sr: int = SAMPLE_RATE) -> LibrosaDescript
     # a steady tone into dozens of "onsets": a spectrum that never rises by 1 dB (mean
     # over mel bands; music peaks at 10-20) has none.
     if onset_env.size and float(onset_env.max()) >= 1.0:
-        onsets = librosa.onset.onset_detect(onset_envelope=onset_env, sr=sr, hop_length=hop, units="frames")
+        onsets = _onset_peaks(onset_env, sr, hop)
     else:
         onsets = np.zeros(0, dtype=int)
     # HPSS on a 64-band mel power spectrogram at half the frame rate (kernels ~0.4 s and
@@ -463,7 +463,9 @@ def librosa_descriptors(y: np.ndarray, sr: int = SAMPLE_RATE) -> LibrosaDescript
     hp_total = float(harmonic.sum() + percussive.sum())
     with warnings.catch_warnings():  # tuning of a near-silent clip: librosa warns, we use 0
         warnings.simplefilter("ignore", UserWarning)
-        chroma = librosa.feature.chroma_stft(S=power, sr=sr, n_fft=n_fft)
+        # tuning=0: librosa's tuning estimate runs numba kernels whose on-disk cache two
+        # fresh worker processes can corrupt by compiling at once (seen as a segfault).
+        chroma = librosa.feature.chroma_stft(S=power, sr=sr, n_fft=n_fft, tuning=0.0)
     silent = overall < floor
     duration = len(y) / sr
 
@@ -481,6 +483,41 @@ def librosa_descriptors(y: np.ndarray, sr: int = SAMPLE_RATE) -> LibrosaDescript
         percussive_ratio=_r(percussive.sum() / hp_total if hp_total > 0 else 0.0),
         chroma_mean=[_r(v) for v in (np.zeros(12) if silent else chroma.mean(axis=1))],
     )
+
+
+def _onset_peaks(envelope: np.ndarray, sr: int, hop: int) -> np.ndarray:
+    """Onset frames picked like ``librosa.onset.onset_detect``'s defaults, in numpy.
+
+    librosa's ``peak_pick`` is a numba kernel with an on-disk cache that parallel workers
+    of a fresh install corrupt by compiling at the same time; this keeps the feature stage
+    free of numba (and of its first-run compile time). Defaults: normalise to [0, 1]; a
+    peak is the maximum of the 30 ms before it, is >= 0.07 above the mean of the 100 ms
+    around it, and comes >= 30 ms after the previous onset.
+    """
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    env = envelope.astype(np.float64) - float(envelope.min())
+    peak = float(env.max())
+    if peak <= 0:
+        return np.zeros(0, dtype=int)
+    env /= peak
+    pre_max, post_max = int(0.03 * sr // hop), int(0.0 * sr // hop) + 1
+    pre_avg, post_avg = int(0.10 * sr // hop), int(0.10 * sr // hop) + 1
+    wait = int(0.03 * sr // hop)
+    n = env.size
+    # window k covers env[k - pre_max : k + post_max]
+    padded = np.concatenate([np.full(pre_max, -np.inf), env, np.full(post_max, -np.inf)])
+    local_max = sliding_window_view(padded, pre_max + post_max)[:n].max(axis=1)
+    cumsum = np.concatenate([[0.0], np.cumsum(env)])
+    lo = np.clip(np.arange(n) - pre_avg, 0, n)
+    hi = np.clip(np.arange(n) + post_avg, 0, n)
+    local_mean = (cumsum[hi] - cumsum[lo]) / np.maximum(hi - lo, 1)
+    candidates = np.flatnonzero((env == local_max) & (env >= local_mean + 0.07))
+    picked: list[int] = []
+    for i in candidates:
+        if not picked or i > picked[-1] + wait:
+            picked.append(int(i))
+    return np.asarray(picked, dtype=int)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -117,8 +117,12 @@ class BuildResult:
 
 class Pipeline:
     def __init__(self, cfg: BuildConfig, backend: Backend | None = None, console: Console | None = None,
-                 progress: bool = True):
+                 progress: bool = True, dry_run: str | None = None):
         self.cfg = cfg
+        # dry_run: None (a real build), "run" (compute missing CPU stages, store and export no LLM
+        # output) or "reuse" (also skip missing CPU work; those clips are counted in ``unanalysed``).
+        self.dry_run = dry_run
+        self.unanalysed: set[str] = set()
         if backend is None:
             from builders.llm import get_backend
 
@@ -179,6 +183,9 @@ class Pipeline:
         cfg = self.cfg
         self.work.mkdir(parents=True, exist_ok=True)
         self.log = BuildLog(self.work, run_id=uuid.uuid4().hex[:12])
+        attach = getattr(self.backend, "attach", None)
+        if callable(attach):  # e.g. the Batch API ledger lives in the work dir
+            attach(work=self.work, log=self.log.write)
         try:
             corpus = read_music4all(cfg.music4all, ids=cfg.ids)
             ids = sorted(corpus.tracks)
@@ -192,7 +199,13 @@ class Pipeline:
             kept = self._run_static_filter(ids, visuals)
             lyrics = self._read_lyrics(corpus, ids)
             outputs = self._run_llm_stages(corpus, ids, visuals, features, kept, lyrics)
-            result = self._export(corpus, ids, visuals, features, outputs)
+            if self.dry_run:
+                result = BuildResult(out=Path(cfg.out), work=self.work, build_id="dry-run", rows={},
+                                     failures=sorted(self.failures.values(), key=lambda f: (f.kind, f.stage, f.id)),
+                                     usage=self.usage, stage_seconds=dict(self.stage_seconds),
+                                     computed=self.computed, reused=self.reused)
+            else:
+                result = self._export(corpus, ids, visuals, features, outputs)
         finally:
             self.log.close()
         result.seconds = time.perf_counter() - started
@@ -237,6 +250,9 @@ class Pipeline:
             else:
                 jobs.append({"stage": "features", "id": cid, "audio": str(audio), "track": track_json, "digest": digest})
         digests = {(j["stage"], j["id"]): j["digest"] for j in jobs}
+        if self.dry_run == "reuse":
+            self.unanalysed = {j["id"] for j in jobs}
+            jobs = []
         with self._progress() as progress:
             tasks = {s: progress.add_task(s, total=totals[s], completed=totals[s] - sum(j["stage"] == s for j in jobs))
                      for s in ("frames", "features")}
@@ -254,12 +270,15 @@ class Pipeline:
     def _map_jobs(self, jobs: list[dict]):
         if not jobs:
             return
-        # Frames are cheap and features are heavy: interleave so both bars move.
         if self.cfg.workers <= 1:
             _worker_init()
             for job in jobs:
                 yield _cpu_job(job)
             return
+        # librosa compiles numba kernels into an on-disk cache at import; let this process
+        # write it once so that fresh workers only read it (concurrent writers corrupt it).
+        import librosa  # noqa: F401
+
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=self.cfg.workers, mp_context=ctx, initializer=_worker_init) as pool:
             futures = [pool.submit(_cpu_job, job) for job in jobs]
@@ -330,6 +349,7 @@ class Pipeline:
     def _run_llm_stages(self, corpus, ids, visuals, features, kept, lyrics) -> dict[str, dict[str, Any]]:
         outputs: dict[str, dict[str, Any]] = {s.name: {} for s in LLM_STAGES}
         self.stage_models: dict[str, dict[str, str]] = {s.name: {} for s in LLM_STAGES}
+        self.stage_notes: dict[str, dict[str, dict]] = {s.name: {} for s in LLM_STAGES}
 
         def full_input(cid: str) -> StageInput:
             frames_dir = self._frames_dir(cid)
@@ -381,6 +401,7 @@ class Pipeline:
             if rec is not None:
                 outputs[stage.name][cid] = stage.output_model.model_validate(rec["output"])
                 self.stage_models[stage.name][cid] = rec.get("model") or backend.model_for(stage)
+                self.stage_notes[stage.name][cid] = rec.get("notes") or {}
                 self.reused[stage.name] += 1
                 self.log.write("cached", stage=stage.name, id=cid)
                 advance(1)
@@ -423,12 +444,14 @@ class Pipeline:
                     self._fail(cid, stage.name, f"invalid {stage.name} output: {exc}")
                     continue
                 model = res.model or backend.model_for(stage)
-                self.store.put(stage.name, key, cid, {
-                    "ok": True, "output": output.model_dump(mode="json"), "digest": digests[cid],
-                    "model": model, "notes": res.notes,
-                })
+                if not self.dry_run:
+                    self.store.put(stage.name, key, cid, {
+                        "ok": True, "output": output.model_dump(mode="json"), "digest": digests[cid],
+                        "model": model, "notes": res.notes,
+                    })
                 outputs[stage.name][cid] = output
                 self.stage_models[stage.name][cid] = model
+                self.stage_notes[stage.name][cid] = res.notes
                 self.computed[stage.name] += 1
                 self.log.write("computed", stage=stage.name, id=cid)
             for cid in sorted(wanted - answered):
@@ -465,7 +488,9 @@ class Pipeline:
             out.append(StageProvenance(
                 stage=name, backend=self.backend.id,
                 model=self.stage_models[name].get(cid) or self.backend.model_for(stage),
-                prompt_version=self.backend.prompt_version(stage), stage_version=stage.version, params_hash=h,
+                prompt_version=self.stage_notes[name].get(cid, {}).get("prompt_version")
+                or self.backend.prompt_version(stage),
+                stage_version=stage.version, params_hash=h,
             ))
         return out
 
