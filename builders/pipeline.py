@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import os
 import platform
 import subprocess
 import time
@@ -39,7 +38,6 @@ from mv4all.schema import (
     FailureRecord,
     MusicCaptionExample,
     MusicFeatures,
-    Provenance,
     StageInput,
     StageProvenance,
     Track,
