@@ -102,10 +102,10 @@ class MusicFeatures(Record):
     duration: float
     tempo: float  # BPM
     tempo_strength: float  # 0..1, strength of the winning tempo
-    beats_per_bar: int
+    beats_per_bar: int  # 0 = unknown (silence, or less than a bar of beats)
     beats: list[Beat]
     downbeats: list[float]
-    key: str  # e.g. "A minor"
+    key: str  # e.g. "A minor" (madmom's enharmonic spelling); "unknown" for silence
     key_confidence: float
     chords: list[Chord]
     energy: float | None = None
