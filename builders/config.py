@@ -48,6 +48,14 @@ class SplitOptions(Options):
         return SplitSpec(test_ratio=self.test_ratio, test_size=self.test_size, min_test=self.min_test, by=self.by, salt=self.salt)
 
 
+# LLM options that change how requests travel, not what they ask: kept out of build_info/build_id.
+OPERATIONAL_LLM_OPTIONS = frozenset({
+    "cache_dir", "cache", "concurrency", "rpm", "tpm", "timeout", "max_retries", "backoff", "max_backoff",
+    "chunk", "poll_interval", "max_wait", "max_file_requests", "max_file_bytes", "keep_files", "state_dir",
+    "api_key_env", "max_reasks",
+})
+
+
 class BuildConfig(Options):
     music4all: Path
     videos: Path | None = None  # default: MUSIC4ALL/videos when it exists
@@ -73,7 +81,9 @@ class BuildConfig(Options):
 
     def output_options(self) -> dict[str, Any]:
         """Options that change the dataset (not paths, not workers): recorded in build_info."""
-        return self.model_dump(mode="json", exclude={"music4all", "videos", "out", "work_dir", "workers"})
+        out = self.model_dump(mode="json", exclude={"music4all", "videos", "out", "work_dir", "workers"})
+        out["llm_options"] = {k: v for k, v in out["llm_options"].items() if k not in OPERATIONAL_LLM_OPTIONS}
+        return out
 
 
 def load_config(path: Path | None, **overrides: Any) -> BuildConfig:

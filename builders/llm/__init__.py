@@ -14,6 +14,8 @@ from mv4all.stages import Backend
 
 _BACKENDS: dict[str, str] = {
     "offline": "builders.llm.offline:OfflineBackend",
+    "openai": "builders.llm.openai_backend:OpenAIBackend",
+    "openai-batch": "builders.llm.openai_backend:OpenAIBatchBackend",
 }
 
 

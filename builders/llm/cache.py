@@ -1,0 +1,68 @@
+"""One content-addressed store of accepted LLM answers, shared by every build on the machine.
+
+The key is a hash of the whole request as sent (model, messages with their images, schema,
+sampling parameters) plus the server's host, so any build, work dir or backend (online or
+Batch API) that asks the same question gets the stored answer and pays nothing. Only answers
+that passed validation are stored; nothing about the caller (keys, headers) is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+KEY_VERSION = 1
+DEFAULT_DIR = Path("~/.cache/mv4all/llm")
+OPENAI_HOST = "api.openai.com"
+
+
+def host_of(base_url: str | None) -> str:
+    """``host[:port]`` of a base URL: credentials and paths never enter the key."""
+    if not base_url:
+        return OPENAI_HOST
+    parts = urlsplit(base_url if "//" in base_url else "//" + base_url)
+    host = (parts.hostname or "").lower()
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def request_key(body: dict[str, Any], host: str) -> str:
+    blob = json.dumps({"v": KEY_VERSION, "host": host, "body": body}, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class ResponseCache:
+    def __init__(self, root: Path | str | None = None, enabled: bool = True) -> None:
+        self.root = Path(os.path.expanduser(str(root or DEFAULT_DIR)))
+        self.enabled = enabled
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        if not self.enabled:
+            return None
+        try:
+            return json.loads(self._path(key).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def put(self, key: str, content: str, model: str | None, usage: dict[str, int], structured: str) -> None:
+        if not self.enabled:
+            return
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"content": content, "model": model, "usage": usage, "structured": structured}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(record, f, ensure_ascii=False)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
