@@ -17,7 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Music-to-music-video description generation.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Music-to-music-video description generation.")
 push_app = typer.Typer(no_args_is_help=True, help="Publish a dataset (or model) to the Hugging Face Hub.")
 app.add_typer(push_app, name="push")
 console = Console(stderr=True)
