@@ -28,7 +28,7 @@ def _table(header: list[str], rows: list[list]) -> str:
 def render_card(info: dict, stats: dict, backend) -> str:
     counts = stats["counts"]
     rows_yaml = {cfg: {s: [None] * n for s, n in splits.items()} for cfg, splits in counts.items()}
-    configs = yaml.safe_dump(configs_yaml(rows_yaml), sort_keys=False).rstrip()
+    configs = yaml.safe_dump(configs_yaml(rows_yaml, info["build_id"]), sort_keys=False).rstrip()
     n_total = sum(counts.get("mv_description", {}).values())
     tempo = stats.get("tempo") or {}
     modes = stats.get("modes", {})

@@ -64,14 +64,25 @@ def _write_shards(out: Path, rows: dict[str, dict[str, list[dict]]]) -> None:
                 Dataset.from_list(part, features=features).to_parquet(str(folder / shard_name(split, i, total)))
 
 
-def configs_yaml(rows: dict[str, dict[str, list]]) -> list[dict[str, Any]]:
-    """The card's ``configs:`` entries, one per config that has rows."""
+CONFIG_DESCRIPTIONS = {
+    "mv_description": "music -> MV description (stage 2)",
+    "music_caption": "music captioning (stage 1)",
+}
+
+
+def configs_yaml(rows: dict[str, dict[str, list]], build_id: str) -> list[dict[str, Any]]:
+    """The card's ``configs:`` entries, one per config that has rows.
+
+    The description names the build: ``datasets`` keys its local cache on the card's configs,
+    not on the parquet contents, so without it a rebuilt folder loads the previous build.
+    """
     out = []
     for config in CONFIGS:
         splits = [s for s in ("train", "test") if rows.get(config, {}).get(s)]
         if not splits:
             continue
-        entry: dict[str, Any] = {"config_name": config}
+        entry: dict[str, Any] = {"config_name": config,
+                                 "description": f"mv4all build {build_id}: {CONFIG_DESCRIPTIONS[config]}"}
         if config == DEFAULT_CONFIG:
             entry["default"] = True
         entry["data_files"] = [{"split": s, "path": f"data/{config}/{s}-*.parquet"} for s in splits]

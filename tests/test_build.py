@@ -128,3 +128,16 @@ def test_music_features_accuracy(sample_build):
     assert scores["key_weighted_score"] >= 0.75, scores
     assert scores["downbeat_f_measure"] >= 0.7, scores
     assert scores["meter_ok_fraction"] >= 0.75, scores
+
+
+def test_load_dataset_never_serves_another_build(sample_build, mini_build, tmp_path):
+    """``datasets`` caches local folders by card configs: two builds in folders both named
+    ``out`` must still load their own rows (the build id is in each config's description)."""
+    env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    assert sample_build.out.name == mini_build.out.name
+    for build in (mini_build, sample_build, mini_build):
+        out = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, str(build.out)], capture_output=True, text=True,
+                             timeout=300, env=env, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-2000:]
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        assert got["mv"] == build.result.count("mv_description")
