@@ -27,6 +27,7 @@ from .modeling import (
     pool_clip_embeddings,
 )
 from .projector import AudioProjector
+from .run import load_run
 
 LORA_TARGET_MODULES = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
 
@@ -71,6 +72,7 @@ __all__ = [
     "audio_encoder_spec",
     "build_audio_encoder",
     "load_audio_encoder",
+    "load_run",
     "lora_config",
     "pool_clip_embeddings",
     "register_audio_encoder",
