@@ -215,13 +215,39 @@ def push_dataset(
         print(rel)
 
 
+@push_app.command("model")
+def push_model(
+    run_dir: Path = typer.Argument(..., help="A training run directory (train/sft.py output)."),
+    repo_id: str = typer.Option(..., "--repo-id", help="Hub model repo, e.g. you/mv4all-stage2."),
+    private: bool = typer.Option(False, "--private", help="Create the repo private."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check and list what would be uploaded; send nothing."),
+) -> None:
+    """Upload a run (card, run.json, config, weights, tokenizer, logs; no checkpoints) in one commit."""
+    from mv4all.data import push_folder
+
+    if not (run_dir / "run.json").is_file() or not (run_dir / "README.md").is_file():
+        _fail(f"{run_dir} is not a finished training run (no run.json / README.md)", 2)
+    files = sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*")
+                   if p.is_file() and p.relative_to(run_dir).parts[0] != "checkpoints")
+    try:
+        files = push_folder(run_dir, repo_id, repo_type="model", private=private, dry_run=dry_run, files=files,
+                            commit_message="Upload mv4all model")
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    verb = "would upload" if dry_run else "uploaded"
+    console.print(f"{verb} {len(files)} files to model repo {repo_id}{' (private)' if private else ''}:")
+    for rel in files:
+        print(rel)
+
+
 @app.command()
 def demo(
     folder: Path = typer.Argument(Path("mv4all-demo"), help="Where to put the sample corpus, build and work files."),
     clips: int = typer.Option(18, "--clips", "-n", min=1),
     workers: int = typer.Option(2, "--workers", "-j", min=1),
+    train_steps: int = typer.Option(30, "--train-steps", min=0, help="Optimizer steps per tiny training stage (0: no training)."),
 ) -> None:
-    """Sample corpus -> offline build -> summary: the whole pipeline on this machine, no network."""
+    """Sample corpus -> offline build -> tiny two-stage training: the whole pipeline on this machine, no network."""
     from builders.config import BuildConfig
     from builders.sample.corpus import write_sample_corpus
 
@@ -240,18 +266,75 @@ def demo(
     timings["build"] = time.perf_counter() - t0
     _print_build_summary(result)
     _print_demo_tour(folder, result, timings, time.perf_counter() - started)
+    if train_steps:
+        _demo_training(folder, result.out, corpus, train_steps)
+
+
+def _recipe(folder: str, name: str):
+    """Load a recipe script (``train/*.py``, ``eval/*.py``) from the repository checkout.
+
+    Recipes are scripts, not package modules: the composition root loads them by path,
+    registering the module first so dataclasses inside them resolve their own module.
+    """
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / folder / f"{name}.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder}/{name}.py not found next to the package (run from a repository checkout)")
+    module_name = f"mv4all_recipe_{folder}_{name}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _demo_training(folder: Path, dataset: Path, corpus: Path, steps: int) -> None:
+    """Tiny models made from the build's train split, then stage 1 and stage 2 (train/configs/tiny.yaml)."""
+    repo = Path(__file__).resolve().parents[1]
+    if not (repo / "train" / "sft.py").is_file():
+        console.print("training recipes (train/) not found next to the package: skipping the training step")
+        return
+
+    def recipe(name: str):
+        return _recipe("train", name)
+
+    import shutil
+
+    shutil.rmtree(folder / "runs", ignore_errors=True)  # a demo rerun trains afresh
+    t0 = time.perf_counter()
+    console.rule("3. tiny models (train/make_tiny.py)")
+    tiny = recipe("make_tiny").make_tiny(folder / "tiny-models", dataset)
+    sft = recipe("sft")
+    common = {"dataset": str(dataset), "audio_root": str(corpus), "language_model": str(tiny["llm"]),
+              "audio_encoder_path": str(tiny["audio_encoder"]), "max_steps": steps, "disable_tqdm": True}
+    console.rule("4. stage 1: projector on music captions")
+    stage1 = sft.train(repo / "train" / "configs" / "tiny.yaml", 1, {**common, "output_dir": str(folder / "runs" / "stage1")})
+    console.rule("5. stage 2: projector + LoRA on MV descriptions")
+    stage2 = sft.train(repo / "train" / "configs" / "tiny.yaml", 2,
+                       {**common, "init_from": str(stage1), "output_dir": str(folder / "runs" / "stage2-{inputs}")})
+    for run in (stage1, stage2):
+        info = json.loads((run / "run.json").read_text())
+        console.print(f"stage {info['stage']}: {info['global_step']} steps, train loss {info['train_loss']:.3f} -> {run}")
+    console.print(f"training: {time.perf_counter() - t0:.1f} s; load with mv4all.model.load_run('{stage2}')")
+    console.rule("6. Table 1 leaderboard on the tiny runs (eval/leaderboard.py)")
+    t0 = time.perf_counter()
+    _recipe("eval", "leaderboard").demo_leaderboard(folder, train_steps=steps)
+    console.print(f"leaderboard: {time.perf_counter() - t0:.1f} s (tiny models: a plumbing check, not quality)")
 
 
 def _print_demo_tour(folder: Path, result, timings: dict[str, float], total: float) -> None:
     rows = [r for split in result.rows["mv_description"].values() for r in split]
     table = Table(title="sample rows (mv_description)")
-    for col in ("id", "song", "mv_type", "tempo", "key", "description"):
-        table.add_column(col, overflow="fold")
-    for r in rows[:8]:
+    for col in ("id", "song", "genres", "mv_type", "BPM", "key"):
+        table.add_column(col)
+    for r in rows[:10]:
         mf = r["music_features"]
-        table.add_row(r["id"], r["song"], r["mv_type"], f"{mf['tempo']:.0f}", mf["key"],
-                      r["mv_description"]["overview"][:90] + "...")
+        table.add_row(r["id"], r["song"], ", ".join(r["genres"]), r["mv_type"], f"{mf['tempo']:.0f}", mf["key"])
     console.print(table)
+    if rows:
+        console.rule(f"one target MV description: {rows[0]['song']}")
+        console.print(rows[0]["mv_description_text"], markup=False, highlight=False)
     where = Table(title="where things are", show_header=False)
     where.add_row("sample corpus", str(folder / "music4all"))
     where.add_row("dataset", f"{result.out}  (datasets.load_dataset('{result.out}'))")
@@ -311,6 +394,193 @@ def evaluate_cmd(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n", encoding="utf-8")
         console.print(f"wrote {out}")
+
+
+@app.command()
+def embed(
+    dataset: Path = typer.Option(..., "--dataset", help="Built dataset folder (every id of both configs is embedded)."),
+    audio_root: Path = typer.Option(..., "--audio-root", help="Music4All root: dataset audio paths are relative to it."),
+    encoder: str = typer.Option(..., "--encoder", help="Registry name (imagebind, tiny, ast, clap, whisper) or a saved encoder folder."),
+    encoder_path: Optional[str] = typer.Option(None, "--encoder-path", help="Weights for a registry name: imagebind_huge.pth, a folder or hub id."),
+    out: Path = typer.Option(..., "--out", "-o", help="Cache folder to write (embeddings.safetensors + index.json)."),
+    tokens_per_audio: str = typer.Option("1", "--tokens-per-audio", help="The model's setting: 1 (3 clips), k (k clips) or N (tile the clip)."),
+    clip_sampler: str = typer.Option("imagebind", "--clip-sampler", help="imagebind or pytorchvideo-0.1.5."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    workers: int = typer.Option(0, "--workers", "-j", min=0, help="DataLoader workers for decoding + fbank."),
+    device: Optional[str] = typer.Option(None, "--device", help="torch device [cuda if available]."),
+) -> None:
+    """Run the frozen audio encoder once over the dataset; training then reads the cache."""
+    import torch
+    from rich.progress import Progress
+
+    from mv4all.model import MV4AllConfig
+    from mv4all.model.embedding_cache import build_embedding_cache, dataset_audio
+
+    try:
+        clips = MV4AllConfig(audio_encoder="imagebind", tokens_per_audio=tokens_per_audio).clips_per_audio
+        total = len(dataset_audio(dataset))
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc), 2)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    started = time.perf_counter()
+    try:
+        with Progress(console=console) as progress:
+            task = progress.add_task("embedding audio", total=total)
+            folder = build_embedding_cache(dataset, audio_root, encoder, out, encoder_path=encoder_path, clips=clips,
+                                           sampler=clip_sampler, batch_size=batch_size, num_workers=workers,
+                                           device=device, progress=lambda n: progress.advance(task, n))
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc), 2)
+    index = json.loads((folder / "index.json").read_text())
+    console.print(f"embedded {index['num_ids']} audios x {index['clips_per_audio']} clips (dim {index['dim']}) "
+                  f"with {index['encoder']['name']} (sha256 {index['encoder']['sha256'][:12]}) in "
+                  f"{time.perf_counter() - started:.1f} s -> {folder}")
+
+
+@app.command()
+def describe(
+    audio: Optional[Path] = typer.Argument(None, help="A song (any format PyAV decodes). Not with --dataset."),
+    model: str = typer.Option(..., "--model", "-m", help="Run directory (train/sft.py) or Hub model id."),
+    genre: list[str] = typer.Option([], "--genre", "-g", help="Genre tag (repeat, or comma-separated): input 2."),
+    mv_type: Optional[str] = typer.Option(None, "--mv-type", help="One of the 10 MV types: input 3."),
+    lyrics: Optional[Path] = typer.Option(None, "--lyrics", help="Lyrics text file: summarised by the build's lyrics-understanding step (input 4)."),
+    lyrics_understanding: Optional[str] = typer.Option(None, "--lyrics-understanding", help="Ready-made lyrics understanding text (input 4)."),
+    llm: str = typer.Option("offline", "--llm", help="Backend for --lyrics: offline (default, no network) or openai."),
+    start: Optional[float] = typer.Option(None, "--start", min=0.0, help="Start (s) of the 30 s window of a longer song [centred]."),
+    inputs: Optional[str] = typer.Option(None, "--inputs", help="Input combination, e.g. 1+2+3 or none [the run's training inputs]."),
+    as_json: bool = typer.Option(False, "--json", help="Structured output (MVDescription.parse)."),
+    dataset: Optional[Path] = typer.Option(None, "--dataset", help="Batch mode: a built dataset folder."),
+    split: str = typer.Option("test", "--split", help="Batch mode: the split to describe."),
+    audio_root: Optional[Path] = typer.Option(None, "--audio-root", help="Batch mode: the Music4All folder the dataset's audio paths are relative to."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Batch mode: predictions JSONL (resumable)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Batch mode: first N rows only."),
+    decoding: Optional[str] = typer.Option(None, "--decoding", help="greedy, beam or sample [the run's generation_config.json, else greedy]."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
+    num_beams: Optional[int] = typer.Option(None, "--num-beams", min=1),
+    temperature: Optional[float] = typer.Option(None, "--temperature", min=0.0),
+    top_p: Optional[float] = typer.Option(None, "--top-p", min=0.0, max=1.0),
+    no_repeat_ngram_size: Optional[int] = typer.Option(None, "--no-repeat-ngram-size", min=0),
+    repetition_penalty: Optional[float] = typer.Option(None, "--repetition-penalty", min=0.0),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    save_generation_config: bool = typer.Option(False, "--save-generation-config", help="Store these decoding settings in the run's generation_config.json."),
+    device: Optional[str] = typer.Option(None, "--device", help="torch device [cuda if available]."),
+) -> None:
+    """Describe a song's music video (Overview + Frame-by-frame Breakdown), or a whole dataset split."""
+    import torch
+
+    from mv4all import describe as D
+    from mv4all.inputs import parse_combination
+    from mv4all.schema import MV_TYPES
+
+    if (audio is None) == (dataset is None):
+        _fail("give either an audio file or --dataset DIR (batch mode)", 2)
+    if dataset is not None and out is None:
+        _fail("batch mode needs --out predictions.jsonl", 2)
+    if lyrics is not None and lyrics_understanding is not None:
+        _fail("--lyrics and --lyrics-understanding are alternatives: give one", 2)
+    try:
+        combo = None if inputs is None else parse_combination(inputs).name
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    if mv_type is not None:
+        match = {t.lower(): t for t in MV_TYPES}.get(mv_type.strip().lower())
+        if match is None:
+            _fail(f"unknown MV type {mv_type!r}; choose one of: {', '.join(MV_TYPES)}", 2)
+        mv_type = match
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    run_dir = Path(model)
+    try:
+        base = D.load_generation_config(run_dir if run_dir.is_dir() else None)
+        wrote = None
+        if run_dir.is_dir() and base is None:  # first use: record the defaults next to the weights
+            base = D.Decoding()
+            wrote = D.save_generation_config(run_dir, base)
+        overrides = dict(strategy=decoding, max_new_tokens=max_new_tokens, num_beams=num_beams,
+                         temperature=temperature, top_p=top_p, no_repeat_ngram_size=no_repeat_ngram_size,
+                         repetition_penalty=repetition_penalty, batch_size=batch_size, seed=seed)
+        # A Hub run's own generation_config.json is read after download (settings=None below).
+        settings = None if base is None else base.replace(**overrides)
+        if save_generation_config and run_dir.is_dir():
+            wrote = D.save_generation_config(run_dir, settings)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    if wrote is not None:
+        console.print(f"decoding settings saved to {wrote}")
+
+    # Lyrics understanding runs before the model loads, so a backend problem fails fast.
+    genres = [g.strip() for item in genre for g in item.split(",") if g.strip()]
+    notes: list[str] = []
+    if lyrics is not None:
+        from builders.llm import get_backend
+        from mv4all.schema import StageInput, Track
+        from mv4all.stages import LYRICS_UNDERSTANDING
+
+        if not lyrics.is_file():
+            _fail(f"lyrics file not found: {lyrics}", 2)
+        name = audio.stem if audio is not None else lyrics.stem
+        try:
+            backend = get_backend(llm)
+            track = Track(id=name, artist="", song=name)
+            result = backend.run(LYRICS_UNDERSTANDING, [StageInput(clip_id=name, track=track,
+                                                                   lyrics=lyrics.read_text(encoding="utf-8"))])[0]
+        except Exception as exc:  # noqa: BLE001 - any backend failure is a clear CLI error
+            _fail(f"lyrics understanding with the {llm} backend failed: {exc}", 2)
+        if not result.ok:
+            _fail(f"lyrics understanding with the {llm} backend failed: {result.error}", 2)
+        lyrics_understanding = result.output.text
+        notes.append(f"lyrics understanding by the {llm} backend ({result.model or llm})")
+
+    if audio is not None and not audio.is_file():
+        _fail(f"audio file not found: {audio}", 2)
+    started = time.perf_counter()
+    try:
+        describer = D.Describer.from_run(model, inputs=combo, decoding=settings, device=device)
+        describer.decoding = describer.decoding.replace(**overrides)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        _fail(f"cannot load model {model}: {exc}", 2)
+    console.print(f"loaded {model} (trained on {describer.train_inputs}, describing with inputs "
+                  f"{describer.inputs}) in {time.perf_counter() - started:.1f} s", markup=False, soft_wrap=True)
+
+    if dataset is not None:  # batch mode; under `accelerate launch` each process takes a shard, rank 0 merges
+        from accelerate import PartialState
+
+        state = PartialState()
+        try:
+            written = D.predict_split(describer, dataset, out, split=split, audio_root=audio_root, limit=limit,
+                                      process_index=state.process_index, num_processes=state.num_processes)
+        except (FileNotFoundError, ValueError, KeyError) as exc:
+            _fail(str(exc), 2)
+        state.wait_for_everyone()
+        if state.num_processes > 1 and state.is_main_process:
+            written = D.merge_parts(out, state.num_processes, [r["id"] for r in D.load_split(dataset, split)])
+        if state.is_main_process:
+            console.print(f"{len(D.done_ids(out))} predictions in {written}")
+        return
+    try:
+        text, window = describer.describe(audio, genres=genres, mv_type=mv_type,
+                                          lyrics_understanding=lyrics_understanding, start=start)
+    except D.AudioDecodeError as exc:
+        _fail(f"cannot read audio: {exc}", 2)
+    if window is not None and window.note:
+        notes.append(window.note)
+    if start is not None and window is not None and window.duration <= window.seconds:
+        notes.append(f"--start ignored: the audio is {window.duration:.1f} s, no longer than the {window.seconds:g} s window")
+    for note in notes:
+        console.print(f"note: {note}", markup=False, soft_wrap=True)
+    if as_json:
+        structured = D.parse_description(text)
+        if "parse_error" in structured:
+            console.print(f"[yellow]warning:[/] the output is not a well-formed MV description "
+                          f"({structured['parse_error']}); returning the raw text")
+        structured["meta"] = {"model": model, "inputs": describer.inputs, "train_inputs": describer.train_inputs,
+                              "decoding": describer.decoding.record(), "notes": notes,
+                              "audio_window": None if window is None else
+                              {"start": window.start, "seconds": window.seconds, "duration": window.duration,
+                               "padded": window.padded}}
+        print(json.dumps(structured, indent=2, ensure_ascii=False))
+    else:
+        print(text)
 
 
 def main() -> None:  # pragma: no cover

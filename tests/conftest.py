@@ -86,3 +86,48 @@ def copy_cpu_work(src_work: Path, dst_work: Path) -> None:
     for sub in ("stages/frames", "stages/features", "frames"):
         if (src_work / sub).exists():
             shutil.copytree(src_work / sub, dst_work / sub, dirs_exist_ok=True)
+
+
+class InferenceRuns:
+    """Tiny stage-1/stage-2 runs for inference tests (describe, leaderboard), trained on demand.
+
+    Few optimizer steps: these tests check plumbing and provenance, not description quality.
+    """
+
+    def __init__(self, root: Path, build: SampleBuild, steps: int = 2):
+        import importlib.util
+
+        repo = Path(__file__).resolve().parents[1]
+
+        def recipe(name: str):
+            spec = importlib.util.spec_from_file_location(f"inference_recipe_{name}", repo / "train" / f"{name}.py")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+
+        self.root, self.build, self.steps = root, build, steps
+        self.config = repo / "train" / "configs" / "tiny.yaml"
+        self.sft = recipe("sft")
+        self.tiny = recipe("make_tiny").make_tiny(root / "tiny", build.out, steps=20, quiet=True)
+        self.stage1 = self.sft.train(self.config, 1, self._common(output_dir=str(root / "stage1"), max_steps=steps))
+        self._stage2: dict[str, Path] = {}
+
+    def _common(self, **extra):
+        return {"dataset": str(self.build.out), "audio_root": str(self.build.corpus),
+                "language_model": str(self.tiny["llm"]), "audio_encoder_path": str(self.tiny["audio_encoder"]),
+                "disable_tqdm": True, **extra}
+
+    def stage2(self, inputs: str = "1+2+3+4") -> Path:
+        """The stage-2 run trained on ``inputs`` (trained the first time it is asked for)."""
+        if inputs not in self._stage2:
+            self._stage2[inputs] = self.sft.train(self.config, 2, self._common(
+                output_dir=str(self.root / "stage2-{inputs}"), init_from=str(self.stage1), inputs=inputs,
+                max_steps=self.steps))
+        return self._stage2[inputs]
+
+
+@pytest.fixture(scope="session")
+def inference_runs(sample_build, tmp_path_factory) -> InferenceRuns:
+    pytest.importorskip("trl")
+    pytest.importorskip("peft")
+    return InferenceRuns(tmp_path_factory.mktemp("inference-runs"), sample_build)

@@ -1,0 +1,528 @@
+"""Inference: a trained run (or a base LLM) + a song -> an MV description.
+
+``mv4all describe`` (one song) and batch prediction over a dataset split (the leaderboard's
+input) share this module so that a prediction file and a single-song answer come from the
+same prompt, the same audio preprocessing and the same decoding settings.
+
+Audio is cut the way the training data was: Music4All clips are 30 s, so a longer song is
+reduced to one deterministic 30 s window (centred unless ``start`` is given) and a shorter one
+is zero-padded; both are reported instead of silently changing what the model hears.
+
+Decoding defaults guard against the degenerate repetition NExT-GPT users report with small
+or lightly tuned models (``no_repeat_ngram_size`` + a mild repetition penalty); they are
+written to ``generation_config.json`` in the run directory so a prediction file can always be
+traced to the exact settings that produced it.
+
+This module never imports ``builders``: the lyrics-understanding step is a callable passed in
+by the composition root (``mv4all.cli``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .audio import AudioDecodeError, load_audio
+from .inputs import MV_INSTRUCTION, parse_combination
+from .schema import MVDescription, Prediction
+
+__all__ = [
+    "GENERATION_CONFIG_FILE",
+    "WINDOW_SECONDS",
+    "AudioDecodeError",
+    "AudioWindow",
+    "Decoding",
+    "Describer",
+    "build_row",
+    "done_ids",
+    "load_generation_config",
+    "load_split",
+    "merge_parts",
+    "parse_description",
+    "part_path",
+    "predict_split",
+    "save_generation_config",
+    "window_audio",
+]
+
+WINDOW_SECONDS = 30.0  # Music4All clip length: what every training example heard
+GENERATION_CONFIG_FILE = "generation_config.json"
+STOP = "###"  # the template closes the answer with "\n###"
+
+
+# --------------------------------------------------------------------------- decoding settings
+
+
+@dataclass
+class Decoding:
+    """How text is generated; ``strategy`` picks greedy, beam search or sampling.
+
+    ``no_repeat_ngram_size`` and ``repetition_penalty`` default on because without them small
+    LLaVA/NExT-GPT-style models loop on one phrase until ``max_new_tokens``.
+    """
+
+    strategy: str = "greedy"  # greedy | beam | sample
+    max_new_tokens: int = 256
+    num_beams: int = 4  # beam only
+    temperature: float = 0.7  # sample only
+    top_p: float = 0.9  # sample only
+    no_repeat_ngram_size: int = 4
+    repetition_penalty: float = 1.15
+    batch_size: int = 8
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.strategy not in ("greedy", "beam", "sample"):
+            raise ValueError(f"decoding strategy must be greedy, beam or sample, got {self.strategy!r}")
+        if self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ValueError("max_new_tokens and batch_size must be >= 1")
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": int(self.max_new_tokens),
+            "no_repeat_ngram_size": int(self.no_repeat_ngram_size),
+            "repetition_penalty": float(self.repetition_penalty),
+            "do_sample": self.strategy == "sample",
+            "num_beams": int(self.num_beams) if self.strategy == "beam" else 1,
+        }
+        if self.strategy == "sample":
+            kwargs.update(temperature=float(self.temperature), top_p=float(self.top_p))
+        return kwargs
+
+    def record(self) -> dict[str, Any]:
+        """What a prediction line stores: only settings that change the text."""
+        out = {"strategy": self.strategy, **self.generate_kwargs()}
+        return out
+
+    def replace(self, **changes: Any) -> Decoding:
+        known = {f.name for f in fields(self)}
+        return Decoding(**{**asdict(self), **{k: v for k, v in changes.items() if k in known and v is not None}})
+
+
+def save_generation_config(folder: str | os.PathLike, decoding: Decoding) -> Path:
+    """Write ``generation_config.json`` (transformers' format, plus our ``mv4all`` block)."""
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(**decoding.generate_kwargs())
+    config.validate()
+    data = config.to_diff_dict()
+    data.pop("transformers_version", None)
+    data["mv4all"] = asdict(decoding)
+    path = Path(folder) / GENERATION_CONFIG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def load_generation_config(folder: str | os.PathLike | None) -> Decoding | None:
+    """The decoding a run directory recorded, or ``None`` if it has none of ours."""
+    if folder is None:
+        return None
+    path = Path(folder) / GENERATION_CONFIG_FILE
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    block = data.get("mv4all")
+    if not isinstance(block, dict):
+        return None
+    return Decoding().replace(**block)
+
+
+# --------------------------------------------------------------------------- audio
+
+
+@dataclass
+class AudioWindow:
+    """Which part of the file the model heard, so the caller can tell the user."""
+
+    path: str
+    duration: float  # seconds in the file
+    start: float  # window start in the file
+    seconds: float  # window length (the model always hears ``WINDOW_SECONDS``)
+    padded: float = 0.0  # seconds of zeros appended
+
+    @property
+    def note(self) -> str | None:
+        if self.padded > 0:
+            return (f"audio is {self.duration:.1f} s, shorter than the {self.seconds:g} s the model was trained on: "
+                    f"zero-padded by {self.padded:.1f} s")
+        if self.duration > self.seconds + 1e-6:
+            return (f"audio is {self.duration:.1f} s: using the {self.seconds:g} s window "
+                    f"{self.start:.1f}-{self.start + self.seconds:.1f} s")
+        return None
+
+
+def window_audio(
+    path: str | os.PathLike, sample_rate: int, start: float | None = None, seconds: float = WINDOW_SECONDS
+) -> tuple[np.ndarray, AudioWindow]:
+    """Decode any file PyAV reads -> ``[channels, seconds * sample_rate]`` and where it came from.
+
+    Raises ``AudioDecodeError`` for missing, empty or corrupt files.
+    """
+    if start is not None and start < 0:
+        raise ValueError(f"--start must be >= 0, got {start}")
+    audio = load_audio(path, sr=sample_rate, mono=False)
+    n = audio.shape[1]
+    want = round(seconds * sample_rate)
+    duration = n / sample_rate
+    if n > want:
+        first = (n - want) // 2 if start is None else min(round(start * sample_rate), n - want)
+        audio = audio[:, first : first + want]
+        return np.ascontiguousarray(audio), AudioWindow(str(path), duration, first / sample_rate, seconds)
+    padded = want - n
+    if padded:
+        audio = np.pad(audio, ((0, 0), (0, padded)))
+    return audio, AudioWindow(str(path), duration, 0.0, seconds, padded / sample_rate)
+
+
+# --------------------------------------------------------------------------- rows and parsing
+
+
+def build_row(
+    clip_id: str,
+    genres: Sequence[str] | None = None,
+    mv_type: str | None = None,
+    lyrics_understanding: str | None = None,
+) -> dict[str, Any]:
+    """A dataset-shaped row for ``render_prompt``; absent modalities stay empty (rendered "none")."""
+    return {
+        "id": clip_id,
+        "genres": [g.strip() for g in (genres or []) if g and g.strip()],
+        "mv_type": mv_type or "",
+        "lyrics_understanding": lyrics_understanding or "",
+        "instruction": MV_INSTRUCTION,
+    }
+
+
+def clean_generation(text: str) -> str:
+    """Cut at the template's end marker: the model writes ``...\\n###`` after the answer."""
+    return text.split(STOP, 1)[0].strip()
+
+
+def parse_description(text: str) -> dict[str, Any]:
+    """Structured form for ``--json``; ``{"raw", "parse_error"}`` when the text is not well-formed."""
+    try:
+        parsed = MVDescription.parse(text)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is reported, not raised
+        return {"raw": text, "parse_error": str(exc)}
+    # ``parse`` is lenient (anything becomes an overview); a usable description has both parts.
+    missing = [name for name, ok in (("Overview", parsed.overview), ("Frame-by-frame Breakdown", parsed.beats))
+               if not ok]
+    if missing:
+        return {"raw": text, "parse_error": f"no {' and no '.join(missing)} found"}
+    return parsed.model_dump()
+
+
+# --------------------------------------------------------------------------- the model wrapper
+
+
+def _sha256_files(paths: Iterable[Path]) -> str | None:
+    digest = hashlib.sha256()
+    found = False
+    for path in sorted(paths):
+        if path.is_file():
+            found = True
+            digest.update(path.name.encode())
+            with path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest() if found else None
+
+
+class Describer:
+    """A loaded model with its prompt combination and decoding, ready for batched generation.
+
+    Build it with ``from_run`` (a trained run directory or Hub id) or ``from_base_llm`` (the
+    text-only baseline). ``inputs`` defaults to the combination the run was trained with.
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        run_info: Mapping[str, Any] | None = None,
+        *,
+        inputs: str | None = None,
+        decoding: Decoding | None = None,
+        run_name: str | None = None,
+        model_sha: str | None = None,
+    ):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.run_info = dict(run_info or {})
+        self.train_inputs = self.run_info.get("inputs")
+        self.inputs = parse_combination(inputs if inputs is not None else (self.train_inputs or "1+2+3+4")).name
+        self.decoding = decoding or Decoding()
+        self.run_name = run_name
+        self.model_sha = model_sha
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.base = base
+        self.multimodal = hasattr(base, "audio_features")
+        if parse_combination(self.inputs).uses_audio and not self.multimodal:
+            raise ValueError(f"inputs {self.inputs} include music but this model has no audio encoder")
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_run(
+        cls,
+        run: str | os.PathLike,
+        *,
+        inputs: str | None = None,
+        decoding: Decoding | None = None,
+        device: str | None = None,
+        run_name: str | None = None,
+        **load_kwargs: Any,
+    ) -> Describer:
+        """Load a run; its ``generation_config.json`` supplies the decoding unless one is given."""
+        from .model.run import _local_run_dir, load_run
+
+        run_dir = _local_run_dir(run)
+        model, tokenizer, info = load_run(run_dir, device=device, **load_kwargs)
+        decoding = decoding or load_generation_config(run_dir) or Decoding()
+        weights = list((run_dir / "stage2").glob("*.safetensors")) + list((run_dir / "stage1").glob("*.safetensors"))
+        return cls(model, tokenizer, info, inputs=inputs, decoding=decoding, run_name=run_name or str(run),
+                   model_sha=_sha256_files(weights))
+
+    @classmethod
+    def from_base_llm(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        inputs: str = "2+3+4",
+        decoding: Decoding | None = None,
+        device: str | None = None,
+        run_name: str | None = None,
+    ) -> Describer:
+        """The text-only baseline: the base LLM alone, prompted with the same template."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
+        model = AutoModelForCausalLM.from_pretrained(str(name_or_path))
+        if device:
+            model.to(device)
+        model.eval()
+        weights = list(Path(str(name_or_path)).glob("*.safetensors")) if Path(str(name_or_path)).exists() else []
+        info = {"inputs": None, "base_model": {"id": str(name_or_path)}}
+        return cls(model, tokenizer, info, inputs=inputs, decoding=decoding or Decoding(),
+                   run_name=run_name or str(name_or_path), model_sha=_sha256_files(weights))
+
+    # ------------------------------------------------------------------ audio
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.base.get_audio_encoder().sample_rate)
+
+    def audio_features(self, path: str | os.PathLike, start: float | None = None):
+        """``(encoder input [n_clips, ...], AudioWindow)`` for one file."""
+        audio, window = window_audio(path, self.sample_rate, start=start)
+        return self.base.audio_features(audio, self.sample_rate), window
+
+    # ------------------------------------------------------------------ generation
+
+    def _collator(self):
+        from .model import MV4AllCollator
+
+        audio_tokens = getattr(getattr(self.base, "config", None), "num_audio_tokens", 1) if self.multimodal else 1
+        return MV4AllCollator(self.tokenizer, combination=self.inputs, audio_tokens=audio_tokens,
+                              inference=True, max_length=None)
+
+    def generate(self, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Texts for rows (dataset-shaped; with ``input_features`` when the inputs include music).
+
+        Rows are generated ``decoding.batch_size`` at a time, left-padded.
+        """
+        import torch
+
+        collator = self._collator()
+        device = next(self.model.parameters()).device
+        out: list[str] = []
+        size = self.decoding.batch_size
+        kwargs = self.decoding.generate_kwargs()
+        for i in range(0, len(rows), size):
+            batch = collator(list(rows[i : i + size]))
+            batch = {k: v.to(device) for k, v in batch.items()}
+            if "input_features" in batch:
+                batch["input_features"] = batch["input_features"].to(next(self.base.parameters()).dtype)
+            if self.decoding.strategy == "sample":
+                torch.manual_seed(int(self.decoding.seed) + i)
+            with torch.inference_mode():
+                generated = self.model.generate(
+                    **batch, **kwargs, pad_token_id=self.tokenizer.pad_token_id,
+                    eos_token_id=self.tokenizer.eos_token_id, stop_strings=[STOP], tokenizer=self.tokenizer,
+                )
+            new = generated[:, batch["input_ids"].shape[1] :]
+            out += [clean_generation(t) for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+        return out
+
+    def describe(
+        self,
+        audio: str | os.PathLike | None,
+        *,
+        genres: Sequence[str] | None = None,
+        mv_type: str | None = None,
+        lyrics_understanding: str | None = None,
+        start: float | None = None,
+        clip_id: str | None = None,
+    ) -> tuple[str, AudioWindow | None]:
+        """One song -> ``(description text, the audio window heard)``."""
+        row = build_row(clip_id or (Path(audio).stem if audio else "song"), genres, mv_type, lyrics_understanding)
+        window = None
+        if parse_combination(self.inputs).uses_audio:
+            if audio is None:
+                raise ValueError(f"inputs {self.inputs} include music: give an audio file")
+            row["input_features"], window = self.audio_features(audio, start)
+        return self.generate([row])[0], window
+
+    # ------------------------------------------------------------------ provenance
+
+    def prediction(self, row: Mapping[str, Any], text: str) -> Prediction:
+        return Prediction(
+            id=row["id"], prediction=text, reference=row.get("mv_description_text"), run=self.run_name,
+            train_inputs=self.train_inputs, eval_inputs=self.inputs, decoding=self.decoding.record(),
+            seed=int(self.decoding.seed), model_sha=self.model_sha,
+        )
+
+
+# --------------------------------------------------------------------------- batch predictions
+
+
+def done_ids(path: str | os.PathLike) -> set[str]:
+    """Ids already written; a torn last line (a crash mid-write) is ignored and rewritten."""
+    path = Path(path)
+    if not path.is_file():
+        return set()
+    ids: set[str] = set()
+    good: list[str] = []
+    torn = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            ids.add(json.loads(line)["id"])
+            good.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            torn = True
+    if torn:
+        path.write_text("".join(line + "\n" for line in good), encoding="utf-8")
+    return ids
+
+
+def part_path(out: str | os.PathLike, rank: int) -> Path:
+    out = Path(out)
+    return out.with_name(f"{out.stem}.part{rank}{out.suffix or '.jsonl'}")
+
+
+def merge_parts(out: str | os.PathLike, num_processes: int, order: Sequence[str] | None = None) -> Path:
+    """Rank 0: fold the per-process part files into ``out`` (split order), then remove them."""
+    out = Path(out)
+    lines: dict[str, str] = {}
+    for path in [out] + [part_path(out, r) for r in range(num_processes)]:
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    try:
+                        lines.setdefault(json.loads(line)["id"], line)
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        continue
+    keys = [i for i in order if i in lines] + [i for i in lines if i not in set(order)] if order else list(lines)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text("".join(lines[i] + "\n" for i in keys), encoding="utf-8")
+    tmp.replace(out)
+    for r in range(num_processes):
+        part_path(out, r).unlink(missing_ok=True)
+    return out
+
+
+ROW_COLUMNS = ("id", "audio", "genres", "mv_type", "lyrics_understanding", "instruction", "mv_description_text")
+
+
+def load_split(dataset: str | os.PathLike, split: str = "test", config: str = "mv_description") -> list[dict]:
+    """Rows of one split, read straight from a built folder's parquet when it is local.
+
+    ``datasets`` keys its cache of a local folder by the folder's name, so two builds both
+    called ``out`` can serve each other's rows; reading the parquet directly cannot.
+    """
+    folder = Path(str(dataset))
+    files = sorted((folder / "data" / config).glob(f"{split}-*.parquet")) if folder.is_dir() else []
+    if files:
+        import pyarrow.parquet as pq
+
+        rows: list[dict] = []
+        for path in files:
+            table = pq.read_table(path)
+            table = table.select([c for c in ROW_COLUMNS if c in table.column_names])
+            rows += table.to_pylist()
+        return rows
+    if folder.is_dir() and (folder / "data").is_dir():
+        raise FileNotFoundError(f"{dataset} has no split {split!r} in config {config!r}")
+    from datasets import load_dataset
+
+    ds = load_dataset(str(dataset), config, split=split)
+    return list(ds.select_columns([c for c in ROW_COLUMNS if c in ds.column_names]))
+
+
+def predict_split(
+    describer: Describer,
+    dataset: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    split: str = "test",
+    audio_root: str | os.PathLike | None = None,
+    process_index: int = 0,
+    num_processes: int = 1,
+    limit: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write predictions for one split, ``describer.decoding.batch_size`` rows per ``generate``.
+
+    Resumable: ids already in ``out`` (or in this process's part file) are skipped. With
+    several processes each writes ``out.part{rank}.jsonl`` over its shard; the caller merges on
+    rank 0 with ``merge_parts`` after a barrier. Returns the file this process wrote.
+    """
+    rows = load_split(dataset, split)
+    if limit is not None:
+        rows = rows[:limit]
+    target = Path(out) if num_processes == 1 else part_path(out, process_index)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    skip = done_ids(out) | (done_ids(target) if target != Path(out) else set())
+    mine = [r for j, r in enumerate(rows) if j % num_processes == process_index and r["id"] not in skip]
+    reader = None
+    if parse_combination(describer.inputs).uses_audio:
+        if audio_root is None:
+            raise ValueError(f"inputs {describer.inputs} include music: give audio_root (the Music4All folder)")
+        from .model.embedding_cache import AudioFeatureReader
+
+        reader = AudioFeatureReader.for_model(describer.base, audio_root)
+    size = describer.decoding.batch_size
+    done = 0
+    with target.open("a", encoding="utf-8") as f:
+        for i in range(0, len(mine), size):
+            chunk = [dict(r) for r in mine[i : i + size]]
+            if reader is not None:
+                for r in chunk:
+                    r["input_features"] = reader(r)
+            texts = describer.generate(chunk)
+            for r, text in zip(chunk, texts):
+                f.write(describer.prediction(r, text).model_dump_json() + "\n")
+            f.flush()
+            done += len(chunk)
+            if progress is not None:
+                progress(done, len(mine))
+    return target
+
+
+def warn_parse(result: dict[str, Any]) -> None:
+    if "parse_error" in result:
+        warnings.warn(f"the generated text is not a well-formed MV description: {result['parse_error']}",
+                      stacklevel=2)

@@ -1,0 +1,206 @@
+"""`mv4all describe`: one song (any length, any decodable file) and batch predictions over a split.
+
+Runs on a tiny stage-2 run trained for a few steps on the shared sample build: the texts are
+not good descriptions, the checks are about windows, provenance, files and exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("trl")
+pytest.importorskip("peft")
+
+from typer.testing import CliRunner
+
+from mv4all import describe as D
+from mv4all.cli import app
+from mv4all.schema import Prediction
+
+SHORT = ["--max-new-tokens", "12"]
+
+
+@pytest.fixture(scope="module")
+def songs(tmp_path_factory) -> dict[str, Path]:
+    """Songs that are not in the dataset: a spec variation the sample corpus never rendered."""
+    from builders.sample.music import synthesize, write_mp3
+    from builders.sample.specs import default_specs
+
+    folder = tmp_path_factory.mktemp("songs")
+    spec = default_specs(clips=21, seed=11)[20]
+    out = {}
+    for seconds in (10, 60):
+        audio, _ = synthesize(spec, duration=seconds, sr=16000)
+        write_mp3(folder / f"song{seconds}.mp3", audio, sr=16000)
+        out[seconds] = folder / f"song{seconds}.mp3"
+    corrupt = folder / "corrupt.mp3"
+    corrupt.write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x00" + bytes(range(256)) * 16)
+    out["corrupt"] = corrupt
+    lyrics = folder / "lyrics.txt"
+    lyrics.write_text("I dance all night under neon lights\nlove me till the morning comes\n\n"
+                      "we run, we fly, we never say goodbye\n", encoding="utf-8")
+    out["lyrics"] = lyrics
+    return out
+
+
+@pytest.fixture(scope="module")
+def run(inference_runs) -> Path:
+    return inference_runs.stage2("1+2+3+4")
+
+
+@pytest.fixture(scope="module")
+def describer(run) -> D.Describer:
+    return D.Describer.from_run(run, decoding=D.Decoding(max_new_tokens=12), device="cpu")
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(app, ["describe", *map(str, args)])
+
+
+# --------------------------------------------------------------------------- audio windows
+
+
+def test_window_long_audio_is_centred_or_starts_where_asked(songs):
+    audio, window = D.window_audio(songs[60], 16000)
+    assert audio.shape[-1] == 30 * 16000
+    assert window.start == pytest.approx(15.0, abs=0.01) and window.padded == 0
+    assert "window 15.0-45.0 s" in window.note
+    again, _ = D.window_audio(songs[60], 16000)
+    np.testing.assert_array_equal(audio, again)  # deterministic
+    _, late = D.window_audio(songs[60], 16000, start=50.0)  # clamped to the last full window
+    assert late.start == pytest.approx(30.0, abs=0.01)
+
+
+def test_window_short_audio_is_zero_padded(songs):
+    audio, window = D.window_audio(songs[10], 16000)
+    assert audio.shape[-1] == 30 * 16000
+    assert window.padded == pytest.approx(20.0, abs=0.05)
+    assert not np.any(audio[:, 11 * 16000 :])
+    assert "zero-padded" in window.note
+
+
+def test_corrupt_audio_raises_decode_error(songs):
+    with pytest.raises(D.AudioDecodeError):
+        D.window_audio(songs["corrupt"], 16000)
+
+
+# --------------------------------------------------------------------------- library
+
+
+def test_describer_uses_the_runs_training_inputs(describer):
+    assert describer.train_inputs == "1+2+3+4" and describer.inputs == "1+2+3+4"
+
+
+def test_describe_song_not_in_dataset(describer, songs):
+    text, window = describer.describe(songs[60], genres=["pop"], mv_type="Animation", lyrics_understanding="Love.")
+    assert isinstance(text, str) and "###" not in text
+    assert window.start == pytest.approx(15.0, abs=0.01)
+
+
+def test_missing_modalities_are_not_rendered(run):
+    d = D.Describer.from_run(run, inputs="2+3", decoding=D.Decoding(max_new_tokens=4))
+    prompt = d._collator().encode(D.build_row("x", ["rock"], "Animation", "ignored"))[0]
+    text = d.tokenizer.decode(prompt)
+    assert "Genres: rock" in text and "MV type: Animation" in text
+    assert "Lyrics" not in text and "<audio>" not in text
+
+
+def test_parse_description_structured_and_fallback():
+    good = "**Overview:**\nA neon city at night.\n\n**Frame-by-frame Breakdown:**\n1. **Opening:** A skyline."
+    parsed = D.parse_description(good)
+    assert "parse_error" not in parsed and parsed["overview"]
+    for bad in ("", "the lyrics, the lyrics, the"):
+        assert set(D.parse_description(bad)) == {"raw", "parse_error"}
+
+
+def test_generation_config_round_trip(tmp_path):
+    path = D.save_generation_config(tmp_path, D.Decoding(strategy="beam", num_beams=3))
+    data = json.loads(path.read_text())
+    assert data["no_repeat_ngram_size"] > 0 and data["repetition_penalty"] > 1.0 and data["num_beams"] == 3
+    from transformers import GenerationConfig
+
+    assert GenerationConfig.from_pretrained(tmp_path).no_repeat_ngram_size == data["no_repeat_ngram_size"]
+    assert D.load_generation_config(tmp_path).strategy == "beam"
+
+
+def test_batched_generation_matches_one_by_one(describer, inference_runs):
+    rows = D.load_split(inference_runs.build.out, "test")[:3]
+    from mv4all.model.embedding_cache import AudioFeatureReader
+
+    reader = AudioFeatureReader.for_model(describer.base, inference_runs.build.corpus)
+    for r in rows:
+        r["input_features"] = reader(r)
+    one = [describer.generate([r])[0] for r in rows]
+    batched = D.Describer(describer.model, describer.tokenizer, describer.run_info,
+                          decoding=describer.decoding.replace(batch_size=3)).generate(rows)
+    assert batched == one
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_cli_describe_60s_json_with_lyrics(run, songs):
+    result = _invoke(songs[60], "--model", run, "--genre", "pop,dance", "--mv-type", "dance performance",
+                     "--lyrics", songs["lyrics"], "--json", *SHORT)
+    assert result.exit_code == 0, result.output
+    assert "offline backend" in result.output  # says which lyrics backend ran
+    assert "window 15.0-45.0 s" in result.output
+    payload = json.loads(result.stdout[result.stdout.index("{"):])
+    assert ("overview" in payload) or ("raw" in payload and "parse_error" in payload)
+    assert payload["meta"]["inputs"] == "1+2+3+4"
+    saved = json.loads((run / D.GENERATION_CONFIG_FILE).read_text())
+    assert saved["no_repeat_ngram_size"] > 0
+
+
+def test_cli_describe_10s_clip_is_padded(run, songs):
+    result = _invoke(songs[10], "--model", run, "--lyrics-understanding", "About dancing.", "--start", "2", *SHORT)
+    assert result.exit_code == 0, result.output
+    assert "zero-padded" in result.output and "--start ignored" in result.output
+
+
+def test_cli_describe_corrupt_file_fails_clearly(run, songs):
+    result = _invoke(songs["corrupt"], "--model", run, *SHORT)
+    assert result.exit_code != 0
+    assert "cannot read audio" in result.output
+
+
+def test_cli_describe_rejects_bad_arguments(run, songs):
+    assert _invoke(songs[10], "--model", run, "--mv-type", "Opera").exit_code == 2
+    assert _invoke(songs[10], "--model", run, "--lyrics", songs["lyrics"], "--lyrics-understanding", "x").exit_code == 2
+    assert _invoke(songs[10], "--model", run, "--inputs", "5").exit_code == 2
+
+
+def test_cli_batch_predictions_resume(run, inference_runs, tmp_path):
+    out = tmp_path / "predictions.jsonl"
+    build = inference_runs.build
+    args = ["--dataset", build.out, "--split", "test", "--audio-root", build.corpus, "--model", run,
+            "--out", out, "--batch-size", "2", *SHORT]
+    result = _invoke(*args, "--limit", "2")
+    assert result.exit_code == 0, result.output
+    first = [Prediction.model_validate_json(line) for line in out.read_text().splitlines()]
+    assert len(first) == 2
+    result = _invoke(*args)
+    assert result.exit_code == 0, result.output
+    lines = [Prediction.model_validate_json(line) for line in out.read_text().splitlines()]
+    test_ids = [r["id"] for r in D.load_split(build.out, "test")]
+    assert sorted(p.id for p in lines) == sorted(test_ids)
+    assert lines[:2] == first  # resumed: the first two were not regenerated
+    p = lines[0]
+    assert p.run == str(run) and p.train_inputs == "1+2+3+4" and p.eval_inputs == "1+2+3+4"
+    assert p.reference and p.model_sha and p.decoding["no_repeat_ngram_size"] > 0
+
+
+def test_sharded_parts_merge_in_split_order(describer, inference_runs, tmp_path):
+    out = tmp_path / "p.jsonl"
+    build = inference_runs.build
+    for rank in range(2):
+        D.predict_split(describer, build.out, out, audio_root=build.corpus, process_index=rank, num_processes=2)
+    assert D.part_path(out, 0).is_file() and D.part_path(out, 1).is_file()
+    order = [r["id"] for r in D.load_split(build.out, "test")]
+    D.merge_parts(out, 2, order)
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == order
+    assert not D.part_path(out, 0).exists()

