@@ -128,6 +128,4 @@ class InferenceRuns:
 
 @pytest.fixture(scope="session")
 def inference_runs(sample_build, tmp_path_factory) -> InferenceRuns:
-    pytest.importorskip("trl")
-    pytest.importorskip("peft")
     return InferenceRuns(tmp_path_factory.mktemp("inference-runs"), sample_build)

@@ -12,8 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("trl")
-pytest.importorskip("peft")
 
 from typer.testing import CliRunner
 

@@ -17,8 +17,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytest.importorskip("trl")
-pytest.importorskip("peft")
 
 from mv4all.inputs import TABLE1_COMBINATIONS
 from mv4all.metrics import SCORE_COLUMNS

@@ -16,8 +16,6 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("trl")
-pytest.importorskip("peft")
 
 from typer.testing import CliRunner  # noqa: E402
 
