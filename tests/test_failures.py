@@ -1,7 +1,6 @@
 """Broken inputs become failure records with reasons; the rest of the build completes."""
 
 import json
-import shutil
 
 from mv4all.schema import StageResult
 from tests.conftest import _build, copy_corpus, copy_cpu_work
