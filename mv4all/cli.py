@@ -543,9 +543,11 @@ def describe(
                   f"{describer.inputs}) in {time.perf_counter() - started:.1f} s", markup=False, soft_wrap=True)
 
     if dataset is not None:  # batch mode; under `accelerate launch` each process takes a shard, rank 0 merges
+        import torch
         from accelerate import PartialState
 
-        state = PartialState()
+        # On a CPU-only machine PartialState must be told, else torchrun's ranks each see one process.
+        state = PartialState(cpu=(device == "cpu" or not torch.cuda.is_available()))
         try:
             written = D.predict_split(describer, dataset, out, split=split, audio_root=audio_root, limit=limit,
                                       process_index=state.process_index, num_processes=state.num_processes)
