@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from builders.config import BuildConfig
-from builders.music4all import CSV_FILES, Corpus, read_music4all
+from builders.music4all import CSV_FILES, Corpus, Music4AllError, read_music4all
 from builders.split import assign_splits, normalise_artist
 from builders.textcheck import MAX_SHARED_LYRIC_WORDS, longest_shared_run
 from builders.store import BuildLog, StageStore, file_fingerprint, stage_key
@@ -197,6 +197,11 @@ class Pipeline:
             attach(work=self.work, log=self.log.write)
         try:
             corpus = read_music4all(cfg.music4all, ids=cfg.ids)
+            if not cfg.videos_dir.is_dir():
+                if cfg.videos is not None:
+                    raise Music4AllError(f"videos folder not found: {cfg.videos}")
+                self.console.print(f"[yellow]no videos folder ({cfg.videos_dir}): Music4All ships no videos, so only "
+                                   "the music_caption config can be built; pass --videos DIR with {id}.mp4 files[/]")
             ids = sorted(corpus.tracks)
             if cfg.limit is not None:
                 ids = ids[: cfg.limit]
