@@ -97,6 +97,18 @@ def _cpu_job(job: dict) -> dict:
     return result
 
 
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".mov", ".m4v")
+
+
+def find_video(videos_dir: Path, clip_id: str) -> Path | None:
+    """``{id}.mp4`` (the documented layout), or the other containers yt-dlp commonly writes."""
+    for ext in VIDEO_EXTENSIONS:
+        path = videos_dir / f"{clip_id}{ext}"
+        if path.is_file():
+            return path
+    return None
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip() or repr(exc)
     name = type(exc).__name__
@@ -237,8 +249,8 @@ class Pipeline:
         totals = Counter()
         for cid in ids:
             track = corpus.tracks[cid]
-            video = cfg.videos_dir / f"{cid}.mp4"
-            fp = file_fingerprint(video)
+            video = find_video(cfg.videos_dir, cid)
+            fp = file_fingerprint(video) if video else None
             totals["frames"] += 1
             if fp is None:
                 self._fail(cid, "frames", f"video not found: {cid}.mp4 in the videos folder")

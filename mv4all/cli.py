@@ -65,7 +65,7 @@ def _build_config(config, music4all, videos, out, work_dir, llm, workers, test_s
 def build(
     music4all: Optional[Path] = typer.Option(None, "--music4all", help="Music4All root (CSVs, audios/, lyrics/)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Dataset folder to write."),
-    videos: Optional[Path] = typer.Option(None, "--videos", help="Folder of {id}.mp4 music videos [MUSIC4ALL/videos]."),
+    videos: Optional[Path] = typer.Option(None, "--videos", help="Folder of {id}.mp4 music videos (.webm/.mkv/.mov also found) [MUSIC4ALL/videos]."),
     work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Work folder for resumable stage results [OUT.work]."),
     config: Optional[Path] = typer.Option(None, "--config", help="build.yaml with any of these options."),
     llm: Optional[str] = typer.Option(None, "--llm", help="LLM backend: offline (default), openai, openai-batch."),

@@ -87,3 +87,14 @@ def test_out_of_order_answers_across_two_runs(mini_corpus, mini_build, tmp_path)
     second = build(cfg, backend=ReversedHalfBackend(first_run=False), progress=False)
     assert second.rows == mini_build.result.rows
     assert second.build_id == mini_build.result.build_id
+
+
+def test_videos_in_other_containers_are_found(tmp_path):
+    from builders.pipeline import find_video
+
+    (tmp_path / ("a" * 16 + ".webm")).write_bytes(b"x")
+    (tmp_path / ("b" * 16 + ".mp4")).write_bytes(b"x")
+    (tmp_path / ("b" * 16 + ".mkv")).write_bytes(b"x")
+    assert find_video(tmp_path, "a" * 16).suffix == ".webm"
+    assert find_video(tmp_path, "b" * 16).suffix == ".mp4"  # the documented layout wins
+    assert find_video(tmp_path, "c" * 16) is None
