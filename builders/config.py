@@ -32,9 +32,9 @@ class FeaturesOptions(Options):
 
 
 class SplitOptions(Options):
-    test_size: int | None = None
-    test_ratio: float | None = None
-    min_test: int = 4
+    test_size: int | None = Field(default=None, ge=0)
+    test_ratio: float | None = Field(default=None, ge=0.0, lt=1.0)
+    min_test: int = Field(default=4, ge=0)
     by: Literal["song", "artist"] = "song"
     salt: str = DEFAULT_SALT
 
@@ -64,6 +64,7 @@ class BuildConfig(Options):
     llm: str = "offline"
     llm_options: dict[str, Any] = Field(default_factory=dict)
     workers: int = 1
+    overwrite: bool = False  # claim a non-empty --out that is not an mv4all dataset (never deletes its files)
     ids: list[str] | None = None  # build only these clips
     limit: int | None = None  # build only the first N clips
     frames: FramesOptions = Field(default_factory=FramesOptions)
@@ -81,7 +82,7 @@ class BuildConfig(Options):
 
     def output_options(self) -> dict[str, Any]:
         """Options that change the dataset (not paths, not workers): recorded in build_info."""
-        out = self.model_dump(mode="json", exclude={"music4all", "videos", "out", "work_dir", "workers"})
+        out = self.model_dump(mode="json", exclude={"music4all", "videos", "out", "work_dir", "workers", "overwrite"})
         out["llm_options"] = {k: v for k, v in out["llm_options"].items() if k not in OPERATIONAL_LLM_OPTIONS}
         return out
 

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mv4all.safety import check_id, inside
 from mv4all.schema import FailureRecord, Track
 
 CSV_FILES = {
@@ -29,7 +30,7 @@ class Music4AllError(ValueError):
 
 def read_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """A Music4All CSV: tab-separated, header row, every value a string, no quoting."""
-    with path.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:  # a UTF-8 BOM (spreadsheet exports) is not a column
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         try:
             header = [h.strip() for h in next(reader)]
@@ -71,10 +72,10 @@ class Corpus:
         return f"audios/{clip_id}.mp3"
 
     def audio_path(self, clip_id: str) -> Path:
-        return self.root / "audios" / f"{clip_id}.mp3"
+        return inside(self.root, "audios", f"{check_id(clip_id)}.mp3")
 
     def lyrics_path(self, clip_id: str) -> Path:
-        return self.root / "lyrics" / f"{clip_id}.txt"
+        return inside(self.root, "lyrics", f"{check_id(clip_id)}.txt")
 
     def read_lyrics(self, clip_id: str) -> str | None:
         """The lyrics text, or None when the file is missing."""
@@ -106,6 +107,11 @@ def read_music4all(root: Path, ids: list[str] | None = None) -> Corpus:
     tracks: dict[str, Track] = {}
     failures: list[FailureRecord] = []
     for cid in wanted:
+        try:
+            check_id(cid)
+        except ValueError as exc:
+            failures.append(FailureRecord(id=cid, stage="ingest", reason=str(exc)))
+            continue
         info = tables["information"].get(cid)
         if info is None:
             failures.append(FailureRecord(id=cid, stage="ingest", reason="id not in id_information.csv"))

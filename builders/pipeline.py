@@ -44,7 +44,12 @@ from mv4all.schema import (
     Usage,
     VisualStats,
 )
+from mv4all.safety import UnsafeOutput, atomic_write_text, check_id, claim_folder, folder_lock, inside
 from mv4all.stages import LLM_STAGES, Backend, Stage, params_hash
+
+
+class BuildError(RuntimeError):
+    """The build ran but cannot produce a dataset (the message says why and where to look)."""
 
 FRAMES_VERSION = 1
 STATIC_VERSION = 1
@@ -103,7 +108,7 @@ VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".mov", ".m4v")
 def find_video(videos_dir: Path, clip_id: str) -> Path | None:
     """``{id}.mp4`` (the documented layout), or the other containers yt-dlp commonly writes."""
     for ext in VIDEO_EXTENSIONS:
-        path = videos_dir / f"{clip_id}{ext}"
+        path = inside(videos_dir, f"{check_id(clip_id)}{ext}")
         if path.is_file():
             return path
     return None
@@ -200,6 +205,25 @@ class Pipeline:
     # ----------------------------------------------------------------- run
 
     def run(self) -> BuildResult:
+        if self.dry_run:
+            return self._run()
+        out = self._claim_out()
+        with folder_lock(out, f"mv4all build into {out}"):
+            return self._run()
+
+    def _claim_out(self) -> Path:
+        """Refuse an --out that would mix with the inputs, or that is not ours; check it is writable."""
+        cfg = self.cfg
+        out = Path(cfg.out).resolve()
+        for role, root in (("the Music4All folder", Path(cfg.music4all)), ("the videos folder", cfg.videos_dir),
+                           ("the work folder", self.work)):
+            root = root.resolve()
+            if out == root or root in out.parents or out in root.parents:
+                raise UnsafeOutput(f"--out {cfg.out} overlaps {role} ({root}): choose a separate folder")
+        claim_folder(cfg.out, "dataset", overwrite=cfg.overwrite, legacy=("build_info.json", "README.md"))
+        return Path(cfg.out)
+
+    def _run(self) -> BuildResult:
         started = time.perf_counter()
         cfg = self.cfg
         self.work.mkdir(parents=True, exist_ok=True)
@@ -314,7 +338,7 @@ class Pipeline:
                 yield fut.result()
 
     def _frames_dir(self, cid: str) -> Path:
-        return self.work / "frames" / self.keys["frames"][0] / cid
+        return inside(self.work, "frames", self.keys["frames"][0], check_id(cid))
 
     def _take_cpu(self, cid, stage, record, visuals, features, cached: bool) -> None:
         if cached:
@@ -580,6 +604,11 @@ class Pipeline:
 
         failures = sorted(self.failures.values(), key=lambda f: (f.kind, f.stage, f.id))
         out = Path(cfg.out)
+        if not any(split_rows for splits in rows.values() for split_rows in splits.values()):
+            report = self.work / "failures.jsonl"
+            atomic_write_text(report, "".join(f.model_dump_json() + "\n" for f in failures))
+            raise BuildError(f"no clip produced a dataset row ({len(failures)} failures, see {report}); "
+                             f"{out} was left as it was")
         stats = _statistics(rows, failures, corpus, visuals, features)
         info = {
             "build_id": build_id,

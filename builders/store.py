@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mv4all.safety import check_id, inside
 from mv4all.stages import params_hash
 
 
@@ -37,7 +38,7 @@ class StageStore:
         self.root = Path(work) / "stages"
 
     def _path(self, stage: str, key: str, clip_id: str) -> Path:
-        return self.root / stage / key / f"{clip_id}.json"
+        return inside(self.root, stage, key, f"{check_id(clip_id)}.json")
 
     def get(self, stage: str, key: str, clip_id: str, digest: str | None = None) -> dict | None:
         """The stored record, or None if absent, unreadable, or made from other inputs."""

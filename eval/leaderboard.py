@@ -2,7 +2,8 @@
 
     python eval/leaderboard.py --config eval/leaderboard.yaml [--no-cache] [--root DIR]
 
-The YAML names the dataset, split, audio root, BERTScore model/layer, decoding settings and the
+The YAML names the dataset, split, audio root, BERTScore model/layer, decoding overrides (each run
+decodes with its own ``generation_config.json``; keys given here replace its values for every row) and the
 rows ``{name, group, run_dir | predictions | base_model, eval_inputs}``. Predictions are cached
 per (run, eval inputs, decoding) under ``out_dir/predictions/``, so adding a row generates only
 that row; ``--no-cache`` regenerates every row. All rows are scored in one ``score_many`` call
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "eval" / "leaderboard.tiny.yaml"
@@ -105,6 +107,81 @@ def resolve_bertscore_model(name: str | None) -> str | None:
     return name
 
 
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RowSpec(_Strict):
+    name: str | None = None
+    group: str | None = None
+    run_dir: str | None = None
+    predictions: str | None = None
+    base_model: str | None = None
+    eval_inputs: str | None = None
+    train_inputs: str | None = None
+    trained_label: str | None = None
+    metrics: dict | None = None
+
+
+class DecodingSpec(_Strict):
+    strategy: str | None = None
+    max_new_tokens: int | None = None
+    num_beams: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    no_repeat_ngram_size: int | None = None
+    repetition_penalty: float | None = None
+    batch_size: int | None = None
+    seed: int | None = None
+
+
+class BertSpec(_Strict):
+    model: str | None = None
+    layer: int | None = None
+
+
+class TrainMissingSpec(_Strict):
+    config: str = "train/configs/tiny.yaml"
+    stage: int = 2
+    overrides: dict = Field(default_factory=dict)
+
+
+class LeaderboardSpec(_Strict):
+    """The YAML, checked strictly: a misspelt key is an error, not a silent default."""
+
+    title: str = "Table 1"
+    root: str | None = None
+    dataset: str
+    split: str = "test"
+    audio_root: str | None = None
+    out_dir: str = "leaderboard"
+    device: str | None = None
+    bertscore: BertSpec = Field(default_factory=BertSpec)
+    decoding: DecodingSpec = Field(default_factory=DecodingSpec)
+    train_missing: TrainMissingSpec | None = None
+    rows: list[RowSpec]
+
+
+def _spec_error(exc: ValidationError, where) -> LeaderboardError:
+    """One line per problem, with a suggestion for a misspelt key."""
+    import difflib
+
+    problems = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            key = str(err["loc"][-1])
+            model = {"rows": RowSpec, "decoding": DecodingSpec, "bertscore": BertSpec,
+                     "train_missing": TrainMissingSpec}.get(str(err["loc"][0]), LeaderboardSpec)
+            if len(err["loc"]) == 1:
+                model = LeaderboardSpec
+            close = difflib.get_close_matches(key, list(model.model_fields), n=1)
+            problems.append(f"unknown key {loc!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        else:
+            problems.append(f"{loc}: {err['msg']}")
+    return LeaderboardError(f"{where or 'the leaderboard config'}: " + "; ".join(problems))
+
+
 def load_config(path: str | os.PathLike | dict, root: str | os.PathLike | None = None) -> Config:
     """Read the YAML (or an equivalent dict); relative paths are relative to ``root`` (default: the YAML's folder,
     or the ``root`` key when it is given)."""
@@ -114,7 +191,19 @@ def load_config(path: str | os.PathLike | dict, root: str | os.PathLike | None =
         raw, where = path, None
     else:
         where = Path(path)
-        raw = yaml.safe_load(where.read_text(encoding="utf-8")) or {}
+        try:
+            raw = yaml.safe_load(where.read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise LeaderboardError(f"cannot read the leaderboard config {where}: {exc}") from None
+    if not isinstance(raw, dict) or not raw.get("dataset"):
+        raise LeaderboardError("the config needs `dataset:` (a built dataset folder)")
+    try:
+        spec = LeaderboardSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise _spec_error(exc, where) from None
+    raw = spec.model_dump(exclude_none=True)
+    raw["decoding"] = spec.decoding.model_dump(exclude_none=True)
+    raw["rows"] = [row.model_dump(exclude_none=True) for row in spec.rows]
     base = Path(root) if root is not None else _resolve(raw.get("root"), where.parent if where else Path.cwd()) \
         or (where.parent if where else Path.cwd())
     if not raw.get("dataset"):
@@ -197,10 +286,18 @@ def _train_missing(cfg: Config, row: Row, log: Callable[[str], None]) -> None:
                                                   "disable_tqdm": True})
 
 
-def generate_row(cfg: Config, row: Row, path: Path, log: Callable[[str], None]) -> None:
-    from mv4all.describe import Decoding, Describer, predict_split
+def row_decoding(cfg: Config, row: Row):
+    """A row's decoding: its run's ``generation_config.json`` (sized to its targets), then the table's ``decoding:``."""
+    from mv4all.describe import Decoding, load_generation_config
 
-    decoding = Decoding().replace(**cfg.decoding)
+    own = load_generation_config(row.run_dir) if row.run_dir is not None and row.run_dir.is_dir() else None
+    return (own or Decoding()).replace(**cfg.decoding)
+
+
+def generate_row(cfg: Config, row: Row, path: Path, log: Callable[[str], None]) -> None:
+    from mv4all.describe import Describer, predict_split
+
+    decoding = row_decoding(cfg, row)
     if row.run_dir is not None:
         describer = Describer.from_run(row.run_dir, inputs=row.eval_inputs, decoding=decoding, device=cfg.device,
                                        run_name=row.run_dir.name)
@@ -356,6 +453,9 @@ def run_leaderboard(
     cfg = config if isinstance(config, Config) else load_config(config, root)
     if out_dir is not None:
         cfg.out_dir = Path(out_dir)
+    from mv4all.safety import atomic_write_text, claim_folder
+
+    claim_folder(cfg.out_dir, "leaderboard", legacy=("leaderboard.json",), option="another out_dir")
     split_rows = load_split(cfg.dataset, cfg.split)
     references = {r["id"]: r["mv_description_text"] for r in split_rows}
     split_hash = ids_sha256(references)
@@ -364,8 +464,8 @@ def run_leaderboard(
     if cfg.bertscore_model is not None or cfg.bertscore_layer is not None:  # fail fast on an unusable model
         scorer = BertScorer(resolve_bertscore_model(cfg.bertscore_model), cfg.bertscore_layer,
                             device=cfg.device or "cpu", batch_size=32)
-    decoding = Decoding().replace(**cfg.decoding).record()
     generated: list[str] = []
+    decodings: dict[str, dict] = {}
     paths: dict[str, Path] = {}
     done: set[Path] = set()
     for row in cfg.rows:
@@ -386,6 +486,7 @@ def run_leaderboard(
                 row.trained_label = f"stage 1 only ({row.train_inputs}, captions)"
         if row.eval_inputs is None:
             row.eval_inputs = row.train_inputs or "2+3+4"
+        decoding = decodings[row.name] = row_decoding(cfg, row).record()
         path = cache_path(cfg, row, decoding)
         paths[row.name] = path
         if path in done:
@@ -414,6 +515,7 @@ def run_leaderboard(
             row.train_inputs = records[0].train_inputs
         if row.eval_inputs is None and records[0].eval_inputs:
             row.eval_inputs = records[0].eval_inputs
+        decodings.setdefault(row.name, records[0].decoding)
         order = sorted(records, key=lambda p: p.id)
         preds[row.name] = [p.prediction for p in order]
         refs[row.name] = [references[p.id] for p in order]
@@ -424,24 +526,26 @@ def run_leaderboard(
     markdown = render_markdown(cfg, cfg.rows, results, settings, split_hash)
     files = {"md": cfg.out_dir / "leaderboard.md", "csv": cfg.out_dir / "leaderboard.csv",
              "json": cfg.out_dir / "leaderboard.json", "png": cfg.out_dir / "leaderboard.png"}
-    files["md"].write_text(markdown, encoding="utf-8")
+    atomic_write_text(files["md"], markdown)
     sources = {r.name: {"group": r.group, "train_inputs": r.train_inputs, "eval_inputs": r.eval_inputs,
-                        "source": r.source, "predictions": str(paths[r.name])} for r in cfg.rows}
+                        "source": r.source, "predictions": str(paths[r.name]), "decoding": decodings.get(r.name)}
+               for r in cfg.rows}
     report = report_json(results, settings, sources)
     report.update({"dataset": str(cfg.dataset), "split": cfg.split, "test_ids_sha256": split_hash,
-                   "decoding": decoding, "note": BASELINE_NOTE})
-    files["json"].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+                   "decoding_overrides": cfg.decoding, "note": BASELINE_NOTE})
+    atomic_write_text(files["json"], json.dumps(report, indent=2) + "\n")
     from mv4all.metrics import SCORE_COLUMNS
 
     with files["csv"].open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["name", "group", "train_inputs", "eval_inputs", "n", *(k for k, _ in SCORE_COLUMNS),
-                         "bertscore_model", "bertscore_layer", "source"])
+                         "bertscore_model", "bertscore_layer", "source", "decoding"])
         for r in cfg.rows:
             res = results[r.name]
             writer.writerow([r.name, r.group, r.train_inputs, r.eval_inputs, res.n,
                              *("" if getattr(res, k) is None else f"{getattr(res, k):.4f}" for k, _ in SCORE_COLUMNS),
-                             res.bertscore_model, res.bertscore_layer, r.source])
+                             res.bertscore_model, res.bertscore_layer, r.source,
+                             json.dumps(decodings.get(r.name), sort_keys=True)])
     bert = settings.get("bertscore") or {}
     write_chart(files["png"], cfg.rows, results, f"BERTScore F1 (L{bert.get('layer')})" if bert else "BERTScore F1")
     return LeaderboardResult(rows=cfg.rows, results=results, files=files, generated=generated,
@@ -467,11 +571,14 @@ def main(argv: list[str] | None = None) -> LeaderboardResult:
                                                    "else its folder]")
     parser.add_argument("--out-dir", type=Path, help="where to write the table and the prediction cache")
     args = parser.parse_args(argv)
+    from mv4all.metrics import PredictionsError
+
     try:
         result = run_leaderboard(args.config, no_cache=args.no_cache, root=args.root, out_dir=args.out_dir)
-    except LeaderboardError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2)
+    except (LeaderboardError, PredictionsError, FileNotFoundError, ValueError, OSError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: {text}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(result.markdown)
     print("wrote " + ", ".join(str(p) for p in result.files.values()), file=sys.stderr)
     return result

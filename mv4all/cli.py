@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import rich.markup
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -24,8 +25,22 @@ app.add_typer(push_app, name="push")
 console = Console(stderr=True)
 
 
+def _check_writable(path: Path, option: str) -> None:
+    """Fail now (one line) if ``path`` could not be written later, after the expensive work."""
+    import tempfile
+
+    if path.is_dir():
+        _fail(f"{option} {path} is a folder: give a file path", 2)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.NamedTemporaryFile(dir=path.parent, prefix=".mv4all-probe-").close()
+    except OSError as exc:
+        _fail(f"{option} {path}: cannot write there ({exc.strerror or exc})", 2)
+
+
 def _fail(message: str, code: int = 1) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    """One line on stderr (never wrapped: paths in it stay whole), then exit with ``code``."""
+    console.print(f"[bold red]error:[/] {rich.markup.escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -42,6 +57,12 @@ def sample(
     from builders.sample.corpus import write_sample_corpus
 
     started = time.perf_counter()
+    from mv4all.safety import UnsafeOutput, claim_folder
+
+    try:
+        claim_folder(out, "sample corpus", legacy=("ground_truth.jsonl",))
+    except UnsafeOutput as exc:
+        _fail(str(exc), 2)
     with Progress(console=console) as progress:
         task = progress.add_task("rendering clips", total=clips)
         truths = write_sample_corpus(out, clips=clips, seed=seed, workers=workers,
@@ -76,6 +97,7 @@ def build(
     split_by: Optional[str] = typer.Option(None, "--split-by", help="song (default) or artist (no artist overlap)."),
     static_threshold: Optional[float] = typer.Option(None, "--static-threshold", help="Static filter threshold [1.0]."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N clips (by id)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty --out that is not an mv4all dataset (its other files are kept)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     vision_model: Optional[str] = typer.Option(None, "--vision-model", help="openai*: model for frame captions and MV type [gpt-4o-mini]."),
     text_model: Optional[str] = typer.Option(None, "--text-model", help="openai*: model for the text stages [gpt-4o-mini]."),
@@ -97,6 +119,8 @@ def build(
     from pydantic import ValidationError
 
     from builders.music4all import Music4AllError
+    from builders.pipeline import BuildError
+    from mv4all.safety import UnsafeOutput
 
     llm_options = {k: v for k, v in dict(
         vision_model=vision_model, text_model=text_model, base_url=base_url,
@@ -106,6 +130,8 @@ def build(
     try:
         cfg = _build_config(config, music4all, videos, out, work_dir, llm, workers, test_size, test_ratio, min_test,
                             split_by, static_threshold, limit, llm_options)
+        if overwrite:
+            cfg.overwrite = True
         backend = _make_backend(cfg)
     except (ValidationError, ValueError, TypeError, OSError) as exc:
         _fail(f"invalid build configuration: {exc}", 2)
@@ -123,8 +149,10 @@ def build(
             _fail(str(exc), 2)
     try:
         result = _run_build(cfg, quiet, backend)
-    except Music4AllError as exc:
+    except (Music4AllError, UnsafeOutput) as exc:
         _fail(str(exc), 2)
+    except BuildError as exc:
+        _fail(str(exc), 1)
     _print_build_summary(result)
     summary = getattr(backend, "summary", None)
     if callable(summary):
@@ -174,6 +202,10 @@ def _print_build_summary(result) -> None:
     console.print(f"dropped by static filter: {len(dropped)}; failed: {len(errors)} (see {result.out / 'failures.jsonl'})")
     for f in errors[:10]:
         console.print(f"  [red]{f.id}[/] {f.stage}: {f.reason}")
+    if not any(result.rows.get("mv_description", {}).values()):
+        console.print("[yellow]warning: no clip reached the mv_description config (no videos, or every MV was "
+                      "dropped as static): the dataset has only music_caption, which load_dataset serves by "
+                      "default[/]")
     computed = sum(result.computed.values())
     reused = sum(result.reused.values())
     console.print(f"stage results computed: {computed}, reused from {result.work}: {reused}; "
@@ -222,13 +254,20 @@ def push_model(
     private: bool = typer.Option(False, "--private", help="Create the repo private."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check and list what would be uploaded; send nothing."),
 ) -> None:
-    """Upload a run (card, run.json, config, weights, tokenizer, logs; no checkpoints) in one commit."""
+    """Upload a run (card, run.json, config, generation config, weights, tokenizer, logs) in one commit.
+
+    Only the files a run consists of are sent; checkpoints and anything else in the folder stay local.
+    """
     from mv4all.data import push_folder
 
     if not (run_dir / "run.json").is_file() or not (run_dir / "README.md").is_file():
         _fail(f"{run_dir} is not a finished training run (no run.json / README.md)", 2)
-    files = sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*")
-                   if p.is_file() and p.relative_to(run_dir).parts[0] != "checkpoints")
+    from mv4all.model.run import run_files
+
+    files, others = run_files(run_dir)
+    skipped = sorted({rel.split("/")[0] + ("/" if "/" in rel else "") for rel in others})
+    if skipped:
+        console.print(f"not part of the run, not uploaded: {', '.join(skipped)}", markup=False, soft_wrap=True)
     try:
         files = push_folder(run_dir, repo_id, repo_type="model", private=private, dry_run=dry_run, files=files,
                             commit_message="Upload mv4all model")
@@ -251,6 +290,12 @@ def demo(
     from builders.config import BuildConfig
     from builders.sample.corpus import write_sample_corpus
 
+    from mv4all.safety import UnsafeOutput, claim_folder
+
+    try:  # the demo deletes and rewrites its own subfolders: never in a folder that is not a demo's
+        claim_folder(folder, "demo", legacy=("music4all", "dataset"))
+    except UnsafeOutput as exc:
+        _fail(str(exc), 2)
     started = time.perf_counter()
     corpus = folder / "music4all"
     timings: dict[str, float] = {}
@@ -362,15 +407,23 @@ def evaluate_cmd(
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="BERTScore batch size."),
     device: Optional[str] = typer.Option(None, "--device", help="torch device for BERTScore [cuda if available]."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the JSON report here [print it]."),
+    allow_partial: bool = typer.Option(False, "--allow-partial", help="With --dataset: score predictions that cover only part of the split."),
 ) -> None:
-    """Score predictions: BLEU-1/4, ROUGE-L and BERTScore, x100 as in the paper's Table 1."""
+    """Score predictions: BLEU-1/4, ROUGE-L and BERTScore, x100 as in the paper's Table 1.
+
+    With --dataset every line is scored against the dataset's reference for its id.
+    """
     from mv4all.metrics import (BertScoreModelError, BertScorer, PredictionsError, load_prediction_sets,
                                 metric_settings, report_json, results_table, score_many)
 
+    if out is not None:  # checked before any scoring: the report must not replace an input, and must be writable
+        if any(out.resolve() == Path(p).resolve() for p in predictions):
+            _fail(f"--out {out} is one of the predictions files: choose another report path", 2)
+        _check_writable(out, "--out")
     try:  # the model is checked first: an unusable default fails before any reading or scoring
         scorer = None if no_bertscore else BertScorer(bertscore_model, bertscore_layer, device=device,
                                                       batch_size=batch_size)
-        sets = load_prediction_sets(predictions, dataset=dataset, split=split)
+        sets = load_prediction_sets(predictions, dataset=dataset, split=split, allow_partial=allow_partial)
     except (BertScoreModelError, PredictionsError) as exc:
         _fail(str(exc), 2)
     started = time.perf_counter()
@@ -391,8 +444,9 @@ def evaluate_cmd(
     if out is None:
         print(text)
     else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n", encoding="utf-8")
+        from mv4all.safety import atomic_write_text
+
+        atomic_write_text(out, text + "\n")
         console.print(f"wrote {out}")
 
 
@@ -416,7 +470,10 @@ def embed(
     from mv4all.model import MV4AllConfig
     from mv4all.model.embedding_cache import build_embedding_cache, dataset_audio
 
+    from mv4all.safety import claim_folder
+
     try:
+        claim_folder(out, "embeddings", legacy=("index.json",))
         clips = MV4AllConfig(audio_encoder="imagebind", tokens_per_audio=tokens_per_audio).clips_per_audio
         total = len(dataset_audio(dataset))
     except (ValueError, FileNotFoundError) as exc:
@@ -463,7 +520,10 @@ def describe(
     repetition_penalty: Optional[float] = typer.Option(None, "--repetition-penalty", min=0.0),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
     seed: Optional[int] = typer.Option(None, "--seed"),
-    save_generation_config: bool = typer.Option(False, "--save-generation-config", help="Store these decoding settings in the run's generation_config.json."),
+    save_generation_config: bool = typer.Option(False, "--save-generation-config", help="Store these decoding settings in the run's generation_config.json (the only way describe writes into a run)."),
+    audio_encoder: Optional[str] = typer.Option(None, "--audio-encoder", help="The run's frozen audio encoder weights (e.g. imagebind_huge.pth) [MV4ALL_AUDIO_ENCODER, the user config, then the run's record]."),
+    base_model: Optional[str] = typer.Option(None, "--base-model", help="The run's base LLM, path or Hub id [MV4ALL_BASE_MODEL, the user config, then the run's record]."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, bf16 or fp16 [the precision the run trained in]."),
     device: Optional[str] = typer.Option(None, "--device", help="torch device [cuda if available]."),
 ) -> None:
     """Describe a song's music video (Overview + Frame-by-frame Breakdown), or a whole dataset split."""
@@ -489,24 +549,15 @@ def describe(
             _fail(f"unknown MV type {mv_type!r}; choose one of: {', '.join(MV_TYPES)}", 2)
         mv_type = match
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    run_dir = Path(model)
+    overrides = dict(strategy=decoding, max_new_tokens=max_new_tokens, num_beams=num_beams,
+                     temperature=temperature, top_p=top_p, no_repeat_ngram_size=no_repeat_ngram_size,
+                     repetition_penalty=repetition_penalty, batch_size=batch_size, seed=seed)
+    if precision is not None and precision.lower() not in ("fp32", "bf16", "fp16"):
+        _fail(f"--precision must be fp32, bf16 or fp16, got {precision!r}", 2)
     try:
-        base = D.load_generation_config(run_dir if run_dir.is_dir() else None)
-        wrote = None
-        if run_dir.is_dir() and base is None:  # first use: record the defaults next to the weights
-            base = D.Decoding()
-            wrote = D.save_generation_config(run_dir, base)
-        overrides = dict(strategy=decoding, max_new_tokens=max_new_tokens, num_beams=num_beams,
-                         temperature=temperature, top_p=top_p, no_repeat_ngram_size=no_repeat_ngram_size,
-                         repetition_penalty=repetition_penalty, batch_size=batch_size, seed=seed)
-        # A Hub run's own generation_config.json is read after download (settings=None below).
-        settings = None if base is None else base.replace(**overrides)
-        if save_generation_config and run_dir.is_dir():
-            wrote = D.save_generation_config(run_dir, settings)
+        D.Decoding().replace(**overrides)  # bad settings fail before anything loads
     except ValueError as exc:
         _fail(str(exc), 2)
-    if wrote is not None:
-        console.print(f"decoding settings saved to {wrote}")
 
     # Lyrics understanding runs before the model loads, so a backend problem fails fast.
     genres = [g.strip() for item in genre for g in item.split(",") if g.strip()]
@@ -535,12 +586,24 @@ def describe(
         _fail(f"audio file not found: {audio}", 2)
     started = time.perf_counter()
     try:
-        describer = D.Describer.from_run(model, inputs=combo, decoding=settings, device=device)
-        describer.decoding = describer.decoding.replace(**overrides)
+        describer = D.Describer.from_run(model, inputs=combo, overrides=overrides, device=device,
+                                         language_model=base_model, audio_encoder_path=audio_encoder,
+                                         dtype=precision)
     except (FileNotFoundError, ValueError, OSError) as exc:
         _fail(f"cannot load model {model}: {exc}", 2)
+    if save_generation_config:
+        if not Path(model).is_dir():
+            _fail("--save-generation-config needs a local run directory", 2)
+        wrote = D.save_generation_config(model, describer.decoding)
+        console.print(f"decoding settings saved to {wrote}")
     console.print(f"loaded {model} (trained on {describer.train_inputs}, describing with inputs "
                   f"{describer.inputs}) in {time.perf_counter() - started:.1f} s", markup=False, soft_wrap=True)
+    used = parse_combination(describer.inputs)
+    for number, option, given in ((2, "--genre", bool(genres)), (3, "--mv-type", mv_type is not None),
+                                  (4, "--lyrics/--lyrics-understanding", lyrics_understanding is not None)):
+        if given and number not in used:
+            console.print(f"[yellow]warning:[/] {option} is ignored: inputs {describer.inputs} do not include "
+                          f"input {number} (pass --inputs to choose)", soft_wrap=True)
 
     if dataset is not None:  # batch mode; under `accelerate launch` each process takes a shard, rank 0 merges
         import torch
@@ -585,8 +648,22 @@ def describe(
         print(text)
 
 
-def main() -> None:  # pragma: no cover
-    app()
+def main() -> None:
+    """The ``mv4all`` command: a mistake or a failure is one line on stderr, never a traceback.
+
+    Commands turn the errors they expect into messages naming the file or option; this is the last
+    resort for the rest. ``MV4ALL_DEBUG=1`` shows the traceback (for bug reports).
+    """
+    import os
+
+    try:
+        app()  # click itself answers usage errors (exit 2) and Ctrl-C
+    except Exception as exc:  # noqa: BLE001 - the last resort described above
+        if os.environ.get("MV4ALL_DEBUG"):
+            raise
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"error: {type(exc).__name__}: {text} (MV4ALL_DEBUG=1 shows the traceback)", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

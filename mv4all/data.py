@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,31 +27,58 @@ def shard_name(split: str, index: int, total: int) -> str:
     return f"{split}-{index:05d}-of-{total:05d}.parquet"
 
 
+SHARD_NAME = re.compile(r"^(train|test)-\d{5}-of-\d{5}\.parquet$")
+
+
 def write_dataset(out: Path, rows: dict[str, dict[str, list[dict]]], *, failures: list[dict],
                   build_info: dict, card: str) -> None:
-    """Replace ``out``'s data with ``rows`` (config -> split -> list of row dicts)."""
+    """Replace ``out``'s dataset with ``rows`` (config -> split -> list of row dicts).
+
+    ``out`` must already be claimed (``mv4all.safety.claim_folder``). A dataset with no rows is
+    refused before anything is touched, since its card could not be loaded. New shards are written
+    beside the old ones first; then the old shards are swapped out (only files named like our
+    shards are ever removed), and the card is replaced last, atomically.
+    """
     from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 
+    from mv4all.safety import atomic_write_text
+
     out = Path(out)
+    if not any(split_rows for splits in rows.values() for split_rows in splits.values()):
+        raise ValueError(f"the build produced no dataset rows; {out} was left as it was")
+    staging = Path(tempfile.mkdtemp(dir=out, prefix=".staging-"))
     bars = is_progress_bar_enabled()
     disable_progress_bar()  # one bar per tiny shard is noise; the build shows its own progress
     try:
-        _write_shards(out, rows)
+        _write_shards(staging, rows)
+        _swap_shards(staging / "data", out / "data")
     finally:
+        shutil.rmtree(staging, ignore_errors=True)
         if bars:
             enable_progress_bar()
-    with (out / "failures.jsonl").open("w", encoding="utf-8") as f:
-        for record in failures:
-            f.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
-    (out / "build_info.json").write_text(json.dumps(build_info, indent=2, sort_keys=True, default=str) + "\n")
-    (out / "README.md").write_text(card, encoding="utf-8")
+    atomic_write_text(out / "failures.jsonl", "".join(
+        json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n" for record in failures))
+    atomic_write_text(out / "build_info.json", json.dumps(build_info, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write_text(out / "README.md", card)
+
+
+def _swap_shards(new: Path, data: Path) -> None:
+    """Move the new shards into ``data``, removing only old files that are our shards."""
+    for config in CONFIGS:
+        folder = data / config
+        if folder.is_dir():
+            for old in folder.iterdir():
+                if old.is_file() and SHARD_NAME.match(old.name):
+                    old.unlink()
+        if (new / config).is_dir():
+            folder.mkdir(parents=True, exist_ok=True)
+            for shard in sorted((new / config).iterdir()):
+                os.replace(shard, folder / shard.name)
 
 
 def _write_shards(out: Path, rows: dict[str, dict[str, list[dict]]]) -> None:
     from datasets import Dataset
 
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out / "data", ignore_errors=True)
     for config in CONFIGS:
         features = dataset_features(config)
         for split, split_rows in rows.get(config, {}).items():
@@ -108,23 +136,59 @@ def _hub_token() -> str | None:
     return None
 
 
+# Shapes of credentials that must never reach a public repo (checked in every uploaded file).
+SECRET_SHAPES = {
+    "an OpenAI-style API key": re.compile(r"\bsk-[A-Za-z0-9_-]{20,}"),
+    "a Hugging Face token": re.compile(r"\bhf_[A-Za-z0-9]{30,}"),
+    "a GitHub token": re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}"),
+    "an AWS access key id": re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
+    "a private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+}
+SECRET_ENV = re.compile(r"(API_KEY|TOKEN|SECRET|PASSWORD|ACCESS_KEY)$")
+
+
+def known_secrets() -> list[str]:
+    """Values of the environment's key-like variables and the token ``hf auth login`` saved."""
+    values = [v for k, v in os.environ.items() if SECRET_ENV.search(k.upper()) and len(v) >= 8]
+    try:
+        from huggingface_hub import constants
+
+        saved = Path(constants.HF_TOKEN_PATH)
+        if saved.is_file():
+            values.append(saved.read_text(encoding="utf-8").strip())
+    except Exception:  # noqa: BLE001 - no saved login
+        pass
+    return [v for v in dict.fromkeys(values) if len(v) >= 8]
+
+
+def _file_text(path: Path) -> str:
+    """What a file says, for scanning: parquet decoded to JSON (its pages are compressed), others as text."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pandas().to_json()
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
 def check_publishable(folder: Path, files: list[str], token: str | None = None) -> None:
-    """Refuse to upload absolute paths or a token. Raises ValueError with the offending file."""
+    """Refuse to upload absolute paths, a token or anything shaped like a credential.
+
+    Raises ValueError naming the offending file (never the secret itself).
+    """
     folder = Path(folder).resolve()
-    needles = [str(folder), str(Path.home())] + ([token] if token else [])
+    secrets = known_secrets() + ([token] if token else [])
+    local = [str(folder), str(Path.home())]
     abs_path = re.compile(r'(?<![\w.:/])/(?:home|root|Users|tmp|work|mnt|var|data|srv|opt)/[^\s"\']+')
     for rel in files:
-        path = folder / rel
-        if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            text = pq.read_table(path).to_pandas().to_json()
-        else:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        for needle in needles:
+        text = _file_text(folder / rel)
+        if any(secret in text for secret in secrets):
+            raise ValueError(f"refusing to upload {rel}: it contains a secret (the value of an access token or key)")
+        for what, shape in SECRET_SHAPES.items():
+            if shape.search(text):
+                raise ValueError(f"refusing to upload {rel}: it contains what looks like {what}")
+        for needle in local:
             if needle and needle != "/" and needle in text:
-                what = "an access token" if needle == token else f"a local path ({needle})"
-                raise ValueError(f"refusing to upload {rel}: it contains {what}")
+                raise ValueError(f"refusing to upload {rel}: it contains a local path ({needle})")
         m = abs_path.search(text.replace("\\/", "/"))
         if m:
             raise ValueError(f"refusing to upload {rel}: it contains an absolute path ({m.group(0)[:60]})")

@@ -8,10 +8,12 @@ Audio is cut the way the training data was: Music4All clips are 30 s, so a longe
 reduced to one deterministic 30 s window (centred unless ``start`` is given) and a shorter one
 is zero-padded; both are reported instead of silently changing what the model hears.
 
-Decoding defaults guard against the degenerate repetition NExT-GPT users report with small
-or lightly tuned models (``no_repeat_ngram_size`` + a mild repetition penalty); they are
-written to ``generation_config.json`` in the run directory so a prediction file can always be
-traced to the exact settings that produced it.
+Decoding settings belong to the run: training writes ``generation_config.json`` with a
+``max_new_tokens`` that covers its longest target, and every prediction line records the settings
+that produced it. Nothing here writes into a run folder unless asked (``--save-generation-config``).
+The defaults do not penalise repetition: the 15-frame format repeats phrases by design, and
+transformers' ``repetition_penalty`` also punishes the prompt's genre, MV type and lyric words;
+a penalty, when asked for, applies to generated tokens only.
 
 This module never imports ``builders``: the lyrics-understanding step is a callable passed in
 by the composition root (``mv4all.cli``).
@@ -61,21 +63,24 @@ STOP = "###"  # the template closes the answer with "\n###"
 # --------------------------------------------------------------------------- decoding settings
 
 
+DEFAULT_MAX_NEW_TOKENS = 1024  # runs record their own; this serves runs that predate that
+
+
 @dataclass
 class Decoding:
-    """How text is generated; ``strategy`` picks greedy, beam search or sampling.
+    """How text is generated; ``strategy`` picks greedy, beam or sampling.
 
-    ``no_repeat_ngram_size`` and ``repetition_penalty`` default on because without them small
-    LLaVA/NExT-GPT-style models loop on one phrase until ``max_new_tokens``.
+    ``repetition_penalty`` (> 1 to use it) counts generated tokens only; ``no_repeat_ngram_size``
+    is off by default because frame descriptions legitimately repeat short phrases.
     """
 
     strategy: str = "greedy"  # greedy | beam | sample
-    max_new_tokens: int = 256
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     num_beams: int = 4  # beam only
     temperature: float = 0.7  # sample only
     top_p: float = 0.9  # sample only
-    no_repeat_ngram_size: int = 4
-    repetition_penalty: float = 1.15
+    no_repeat_ngram_size: int = 0
+    repetition_penalty: float = 1.0
     batch_size: int = 8
     seed: int = 0
 
@@ -84,22 +89,36 @@ class Decoding:
             raise ValueError(f"decoding strategy must be greedy, beam or sample, got {self.strategy!r}")
         if self.max_new_tokens < 1 or self.batch_size < 1:
             raise ValueError("max_new_tokens and batch_size must be >= 1")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
 
     def generate_kwargs(self) -> dict[str, Any]:
+        """``generate()`` arguments; the repetition penalty is a logits processor (see ``logits_processors``)."""
         kwargs: dict[str, Any] = {
             "max_new_tokens": int(self.max_new_tokens),
-            "no_repeat_ngram_size": int(self.no_repeat_ngram_size),
-            "repetition_penalty": float(self.repetition_penalty),
             "do_sample": self.strategy == "sample",
             "num_beams": int(self.num_beams) if self.strategy == "beam" else 1,
         }
+        if self.no_repeat_ngram_size:
+            kwargs["no_repeat_ngram_size"] = int(self.no_repeat_ngram_size)
         if self.strategy == "sample":
             kwargs.update(temperature=float(self.temperature), top_p=float(self.top_p))
         return kwargs
 
+    def logits_processors(self, prompt_length: int) -> list:
+        """A repetition penalty that ignores the ``prompt_length`` prompt tokens (transformers' counts them)."""
+        if self.repetition_penalty == 1.0:
+            return []
+        from transformers import RepetitionPenaltyLogitsProcessor
+
+        return [RepetitionPenaltyLogitsProcessor(float(self.repetition_penalty), prompt_ignore_length=prompt_length)]
+
     def record(self) -> dict[str, Any]:
         """What a prediction line stores: only settings that change the text."""
         out = {"strategy": self.strategy, **self.generate_kwargs()}
+        if self.repetition_penalty != 1.0:
+            out["repetition_penalty"] = float(self.repetition_penalty)
+            out["repetition_penalty_scope"] = "generated tokens"
         return out
 
     def replace(self, **changes: Any) -> Decoding:
@@ -112,13 +131,15 @@ def save_generation_config(folder: str | os.PathLike, decoding: Decoding) -> Pat
     from transformers import GenerationConfig
 
     config = GenerationConfig(**decoding.generate_kwargs())
-    config.validate()
+    config.validate()  # the repetition penalty stays in our block: transformers' own counts the prompt
     data = config.to_diff_dict()
     data.pop("transformers_version", None)
     data["mv4all"] = asdict(decoding)
     path = Path(folder) / GENERATION_CONFIG_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    from .safety import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path
 
 
@@ -129,8 +150,11 @@ def load_generation_config(folder: str | os.PathLike | None) -> Decoding | None:
     path = Path(folder) / GENERATION_CONFIG_FILE
     if not path.is_file():
         return None
-    data = json.loads(path.read_text(encoding="utf-8"))
-    block = data.get("mv4all")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    block = data.get("mv4all") if isinstance(data, dict) else None
     if not isinstance(block, dict):
         return None
     return Decoding().replace(**block)
@@ -280,16 +304,22 @@ class Describer:
         *,
         inputs: str | None = None,
         decoding: Decoding | None = None,
+        overrides: Mapping[str, Any] | None = None,
         device: str | None = None,
         run_name: str | None = None,
         **load_kwargs: Any,
     ) -> Describer:
-        """Load a run; its ``generation_config.json`` supplies the decoding unless one is given."""
+        """Load a run (``load_kwargs`` go to ``load_run``).
+
+        Decoding: ``decoding`` if given, else the run's ``generation_config.json`` with ``overrides``
+        (``None`` values ignored) on top.
+        """
         from .model.run import _local_run_dir, load_run
 
         run_dir = _local_run_dir(run)
+        if decoding is None:
+            decoding = (load_generation_config(run_dir) or Decoding()).replace(**dict(overrides or {}))
         model, tokenizer, info = load_run(run_dir, device=device, **load_kwargs)
-        decoding = decoding or load_generation_config(run_dir) or Decoding()
         weights = list((run_dir / "stage2").glob("*.safetensors")) + list((run_dir / "stage1").glob("*.safetensors"))
         return cls(model, tokenizer, info, inputs=inputs, decoding=decoding, run_name=run_name or str(run),
                    model_sha=_sha256_files(weights))
@@ -343,6 +373,7 @@ class Describer:
         Rows are generated ``decoding.batch_size`` at a time, left-padded.
         """
         import torch
+        from transformers import LogitsProcessorList
 
         collator = self._collator()
         device = next(self.model.parameters()).device
@@ -356,10 +387,12 @@ class Describer:
                 batch["input_features"] = batch["input_features"].to(next(self.base.parameters()).dtype)
             if self.decoding.strategy == "sample":
                 torch.manual_seed(int(self.decoding.seed) + i)
+            processors = self.decoding.logits_processors(batch["input_ids"].shape[1])
             with torch.inference_mode():
                 generated = self.model.generate(
                     **batch, **kwargs, pad_token_id=self.tokenizer.pad_token_id,
                     eos_token_id=self.tokenizer.eos_token_id, stop_strings=[STOP], tokenizer=self.tokenizer,
+                    **({"logits_processor": LogitsProcessorList(processors)} if processors else {}),
                 )
             new = generated[:, batch["input_ids"].shape[1] :]
             out += [clean_generation(t) for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
@@ -397,24 +430,48 @@ class Describer:
 # --------------------------------------------------------------------------- batch predictions
 
 
-def done_ids(path: str | os.PathLike) -> set[str]:
-    """Ids already written; a torn last line (a crash mid-write) is ignored and rewritten."""
+IDENTITY_FIELDS = ("model_sha", "train_inputs", "eval_inputs", "decoding", "seed")
+
+
+def done_ids(path: str | os.PathLike, describer: Describer | None = None) -> set[str]:
+    """Ids already in a predictions file that this run may continue.
+
+    Only our own torn last line (a crash mid-write, no final newline) is cut away. Any other line
+    that is not a prediction means the file is not ours, and a line written by another model,
+    other inputs or other decoding settings means the file belongs to another run: both are
+    refused rather than repaired or mixed.
+    """
+    from .safety import UnsafeOutput
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         return set()
+    if not path.is_file():
+        raise UnsafeOutput(f"{path} is not a file: give a predictions .jsonl path")
+    expected = None if describer is None else describer.prediction({"id": "-"}, "").model_dump(include=set(IDENTITY_FIELDS))
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
     ids: set[str] = set()
-    good: list[str] = []
-    torn = False
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            ids.add(json.loads(line)["id"])
-            good.append(line)
-        except (json.JSONDecodeError, KeyError, TypeError):
-            torn = True
-    if torn:
-        path.write_text("".join(line + "\n" for line in good), encoding="utf-8")
+    offset = 0
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                record = Prediction.model_validate_json(line)
+            except ValueError:
+                if number == len(lines):  # torn last line: ours, from an interrupted write
+                    with path.open("r+b") as f:
+                        f.truncate(offset)
+                    break
+                raise UnsafeOutput(f"{path}:{number} is not an mv4all prediction line: the file was not written by "
+                                   "`mv4all describe`; choose another --out") from None
+            if expected is not None:
+                mine = record.model_dump(include=set(IDENTITY_FIELDS))
+                differ = [k for k in IDENTITY_FIELDS if mine[k] != expected[k]]
+                if differ:
+                    raise UnsafeOutput(f"{path} holds predictions made with another {', '.join(differ)} "
+                                       f"(line {number}): choose another --out, or remove the file to start over")
+            ids.add(record.id)
+        offset += len(line) + 1
     return ids
 
 
@@ -466,6 +523,10 @@ def load_split(dataset: str | os.PathLike, split: str = "test", config: str = "m
         return rows
     if folder.is_dir() and (folder / "data").is_dir():
         raise FileNotFoundError(f"{dataset} has no split {split!r} in config {config!r}")
+    from .model.weights import looks_like_hub_id
+
+    if folder.is_dir() or not looks_like_hub_id(str(dataset)):
+        raise FileNotFoundError(f"dataset folder not found (or not a built dataset): {dataset}")
     from datasets import load_dataset
 
     ds = load_dataset(str(dataset), config, split=split)
@@ -495,7 +556,7 @@ def predict_split(
         rows = rows[:limit]
     target = Path(out) if num_processes == 1 else part_path(out, process_index)
     target.parent.mkdir(parents=True, exist_ok=True)
-    skip = done_ids(out) | (done_ids(target) if target != Path(out) else set())
+    skip = done_ids(out, describer) | (done_ids(target, describer) if target != Path(out) else set())
     mine = [r for j, r in enumerate(rows) if j % num_processes == process_index and r["id"] not in skip]
     reader = None
     if parse_combination(describer.inputs).uses_audio:

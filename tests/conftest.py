@@ -88,6 +88,28 @@ def copy_cpu_work(src_work: Path, dst_work: Path) -> None:
             shutil.copytree(src_work / sub, dst_work / sub, dirs_exist_ok=True)
 
 
+# --------------------------------------------------------------------------- tiny training runs
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_YAML = REPO / "train" / "configs" / "tiny.yaml"
+STAGE1_STEPS = 84  # 12 epochs of the 14 train captions at batch 2
+STAGE2_STEPS = 20
+
+
+def recipe(folder: str, name: str):
+    """A recipe script (``train/sft.py``, ``train/make_tiny.py``) loaded as a module."""
+    import importlib.util
+    import sys
+
+    module_name = f"recipe_{folder}_{name}"
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, REPO / folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]
+
+
 class InferenceRuns:
     """Tiny stage-1/stage-2 runs for inference tests (describe, leaderboard), trained on demand.
 
@@ -95,20 +117,10 @@ class InferenceRuns:
     """
 
     def __init__(self, root: Path, build: SampleBuild, steps: int = 2):
-        import importlib.util
-
-        repo = Path(__file__).resolve().parents[1]
-
-        def recipe(name: str):
-            spec = importlib.util.spec_from_file_location(f"inference_recipe_{name}", repo / "train" / f"{name}.py")
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            return module
-
         self.root, self.build, self.steps = root, build, steps
-        self.config = repo / "train" / "configs" / "tiny.yaml"
-        self.sft = recipe("sft")
-        self.tiny = recipe("make_tiny").make_tiny(root / "tiny", build.out, steps=20, quiet=True)
+        self.config = TINY_YAML
+        self.sft = recipe("train", "sft")
+        self.tiny = recipe("train", "make_tiny").make_tiny(root / "tiny", build.out, steps=20, quiet=True)
         self.stage1 = self.sft.train(self.config, 1, self._common(output_dir=str(root / "stage1"), max_steps=steps))
         self._stage2: dict[str, Path] = {}
 
@@ -129,3 +141,30 @@ class InferenceRuns:
 @pytest.fixture(scope="session")
 def inference_runs(sample_build, tmp_path_factory) -> InferenceRuns:
     return InferenceRuns(tmp_path_factory.mktemp("inference-runs"), sample_build)
+
+
+class Runs:
+    def __init__(self, root, build, tiny):
+        self.root, self.build, self.tiny = root, build, tiny
+        self.stage1 = self.stage2 = self.model1 = self.model2 = None
+
+    def common(self, **extra):
+        return {"dataset": str(self.build.out), "audio_root": str(self.build.corpus),
+                "language_model": str(self.tiny["llm"]), "audio_encoder_path": str(self.tiny["audio_encoder"]),
+                "disable_tqdm": True, **extra}
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(sample_build, tmp_path_factory) -> Runs:
+    """Tiny models (train/make_tiny.py), one stage-1 and one stage-2 run on the sample build."""
+    sft = recipe("train", "sft")
+    root = tmp_path_factory.mktemp("train")
+    tiny = recipe("train", "make_tiny").make_tiny(root / "tiny", sample_build.out, quiet=True)
+    runs = Runs(root, sample_build, tiny)
+    runs.stage1, runs.model1, _ = sft.train(
+        TINY_YAML, 1, runs.common(output_dir=str(root / "stage1"), max_steps=STAGE1_STEPS), return_model=True)
+    runs.stage2, runs.model2, _ = sft.train(
+        TINY_YAML, 2, runs.common(output_dir=str(root / "stage2-{inputs}"), init_from=str(runs.stage1),
+                                  max_steps=STAGE2_STEPS), return_model=True)
+    return runs
+

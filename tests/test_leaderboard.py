@@ -88,6 +88,22 @@ def test_all_rows_present_and_labelled(table):
     assert report["settings"]["bertscore"]["layer"] == 6 and report["test_ids_sha256"] == result.test_ids_sha256
     assert all(r["n"] == report["results"][0]["n"] > 0 for r in report["results"])
     assert len(result.generated) == len(names)  # a fresh table computes every row
+    # Every row records the decoding it used: its run's generation_config.json, then the YAML's overrides.
+    decodings = {r["name"]: r["decoding"] for r in report["results"]}
+    assert all(d["max_new_tokens"] == 16 and d["strategy"] == "greedy" for d in decodings.values())
+    assert report["decoding_overrides"] == {"max_new_tokens": 16, "batch_size": 4}
+
+
+def test_rows_decode_with_their_runs_settings(inference_runs, tmp_path):
+    from mv4all.describe import load_generation_config
+
+    run = inference_runs.stage2("1+2+3+4")
+    cfg = L.load_config({"dataset": str(inference_runs.build.out), "rows": [
+        {"name": "a", "group": "main", "run_dir": str(run)}], "decoding": {"batch_size": 2}})
+    decoding = L.row_decoding(cfg, cfg.rows[0])
+    own = load_generation_config(run)
+    assert own is not None and decoding.max_new_tokens == own.max_new_tokens > 512  # sized to the targets
+    assert decoding.batch_size == 2
 
 
 def test_bold_marks_top_three_of_each_column(table):

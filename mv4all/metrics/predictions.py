@@ -35,8 +35,12 @@ def read_predictions(path: str | os.PathLike) -> list[Prediction]:
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise PredictionsError(f"predictions file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise PredictionsError(f"{path} is not UTF-8 text (byte {exc.start}): not a predictions file") from None
     except OSError as exc:
-        raise PredictionsError(f"cannot read predictions file {path}: {exc}") from exc
+        raise PredictionsError(f"cannot read predictions file {path}: {exc.strerror or exc}") from None
     records: list[Prediction] = []
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
@@ -125,22 +129,45 @@ def set_names(paths: Sequence[Path]) -> list[str]:
     return [str(p) for p in paths]
 
 
+def dataset_references_for(
+    records: Sequence[Prediction], references: Mapping[str, str], source: str, allow_partial: bool = False
+) -> list[Prediction]:
+    """Every line scored against the dataset's reference for its id (a line's own reference is not trusted).
+
+    Ids the dataset does not have are refused; covering fewer ids than the split is refused unless
+    ``allow_partial`` (a subset's scores are not the split's).
+    """
+    unknown = [r.id for r in records if r.id not in references]
+    if unknown:
+        raise PredictionsError(f"{len(unknown)} id(s) are not in {source}: {_listing(unknown)}")
+    if len(records) < len(references) and not allow_partial:
+        raise PredictionsError(f"the predictions cover {len(records)} of the {len(references)} ids of {source}: "
+                               "pass --allow-partial to score that subset")
+    return [r.model_copy(update={"reference": references[r.id]}) for r in records]
+
+
 def load_prediction_sets(
-    paths: Sequence[str | os.PathLike], dataset: str | os.PathLike | None = None, split: str = "test"
+    paths: Sequence[str | os.PathLike], dataset: str | os.PathLike | None = None, split: str = "test",
+    allow_partial: bool = False,
 ) -> dict[str, PredictionSet]:
-    """Read every file and fill references; the dataset is loaded only if some line needs it."""
+    """Read every file and pair each line with its reference.
+
+    With ``dataset`` the references come from the dataset's split for every line (and the coverage
+    is checked); without it each line must carry its own ``reference``.
+    """
     paths = [Path(p) for p in paths]
     if not paths:
         raise PredictionsError("no predictions file given")
     records = {p: read_predictions(p) for p in paths}
-    references = None
-    if dataset is not None and any(r.reference is None for recs in records.values() for r in recs):
-        references = dataset_references(dataset, split)
+    references = None if dataset is None else dataset_references(dataset, split)
     source = f"split {split!r} of {dataset}"
     out: dict[str, PredictionSet] = {}
     for name, path in zip(set_names(paths), paths):
         try:
-            filled = fill_references(records[path], references, source)
+            if references is None:
+                filled = fill_references(records[path], None)
+            else:
+                filled = dataset_references_for(records[path], references, source, allow_partial)
         except PredictionsError as exc:
             raise PredictionsError(f"{path}: {exc}") from None
         out[name] = PredictionSet(name=name, path=path, records=filled)

@@ -154,11 +154,15 @@ def _registry_name(encoder) -> str:
 def save_embedding_cache(out: str | os.PathLike, embeddings: Mapping[str, torch.Tensor], meta: dict) -> Path:
     from safetensors.torch import save_file
 
+    from ..safety import atomic_write_text
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ids = sorted(embeddings)
     stacked = torch.stack([embeddings[i].float() for i in ids]).contiguous()
-    save_file({"embeddings": stacked}, str(out / EMBEDDINGS_FILE), metadata={"format": "pt"})
+    partial = out / f".{EMBEDDINGS_FILE}.partial"
+    save_file({"embeddings": stacked}, str(partial), metadata={"format": "pt"})
+    os.replace(partial, out / EMBEDDINGS_FILE)
     index = {
         "version": CACHE_VERSION,
         **meta,
@@ -167,7 +171,7 @@ def save_embedding_cache(out: str | os.PathLike, embeddings: Mapping[str, torch.
         "dim": int(stacked.shape[2]),
         "ids": ids,
     }
-    (out / INDEX_FILE).write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
+    atomic_write_text(out / INDEX_FILE, json.dumps(index, indent=1) + "\n")
     return out
 
 

@@ -9,6 +9,7 @@ states of a base LM (not a ``*ForCausalLM``). Audio enters as embeddings written
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 
@@ -100,7 +101,9 @@ class MV4AllModel(MV4AllPreTrainedModel):
     @torch.no_grad()
     def encode_audio(self, input_features: torch.Tensor) -> torch.Tensor:
         """Raw clip features -> per-clip encoder embeddings [n_audio, n_clips, D] (what the cache stores)."""
-        return self.audio_encoder.encode(input_features.to(self.audio_encoder.device))
+        # The encoder's own dtype: a whole-module cast (DeepSpeed bf16/fp16) may have changed it.
+        weight = next(self.audio_encoder.parameters())
+        return self.audio_encoder.encode(input_features.to(weight.device, weight.dtype))
 
     def get_audio_features(
         self, input_features: torch.Tensor | None = None, audio_embeds: torch.Tensor | None = None
@@ -321,10 +324,11 @@ class MV4AllForConditionalGeneration(MV4AllPreTrainedModel, GenerationMixin):
         model.model.language_model = lm.base_model
         model.lm_head = lm.get_output_embeddings()
         model.model.audio_encoder = encoder
-        projector = AudioProjector(config, encoder.output_dim).to(device=lm.device, dtype=lm.dtype)
+        # The projector trains, so it is float32 even beside a half-precision LLM.
+        projector = AudioProjector(config, encoder.output_dim).to(device=lm.device, dtype=torch.float32)
         projector.apply(model._init_weights)
         model.model.projector = projector
-        model.generation_config = lm.generation_config
+        model.generation_config = copy.deepcopy(lm.generation_config)  # ours, not the LLM's shared object
         if config.audio_token_id is not None:  # never generate a placeholder
             model.generation_config.suppress_tokens = [config.audio_token_id]
         return model

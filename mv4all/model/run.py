@@ -9,9 +9,12 @@ A run directory (the contract shared by training, evaluation and ``mv4all descri
     tokenizer/                   the base tokenizer plus <audio>
     logs/metrics.jsonl  trainer_state.json  README.md  checkpoints/
 
-Base weights (LLM, audio encoder) are not copied into a run: ``run.json`` names them, and
-``load_run`` rebuilds the model from them and checks the encoder's weights hash. Local paths are
-stored relative to the run directory so that a run can be moved or published.
+    generation_config.json       decoding defaults sized to the training targets
+
+Base weights (LLM, audio encoder) are not copied into a run: ``run.json`` names them (id or path
+relative to the run directory) with their sha256, and ``load_run`` rebuilds the model from them,
+found as ``mv4all.model.weights`` describes, and checks both hashes. A run also records its
+precision, which ``load_run`` uses unless told otherwise.
 """
 
 from __future__ import annotations
@@ -29,6 +32,37 @@ STAGE1_DIR = "stage1"
 STAGE2_DIR = "stage2"
 PROJECTOR_FILE = "projector.safetensors"
 TOKENIZER_DIR = "tokenizer"
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def precision_dtype(precision: str | None) -> torch.dtype:
+    """``fp32`` / ``bf16`` / ``fp16`` -> the torch dtype (never ``None``: transformers 5 reads that as "auto")."""
+    key = "fp32" if precision is None else str(precision).lower()
+    if key not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return PRECISIONS[key]
+
+
+# What a run consists of: exactly what `mv4all push model` publishes, and all `load_run` needs.
+RUN_FILE_PATTERNS = ("README.md", RUN_FILE, "config.yaml", "generation_config.json", "trainer_state.json",
+                     "logs/metrics.jsonl", f"{STAGE1_DIR}/*", f"{STAGE2_DIR}/*", f"{TOKENIZER_DIR}/*")
+
+
+def run_files(run_dir: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """``(files of the run, other files in the folder)`` as sorted relative POSIX paths.
+
+    The second list (checkpoints, a ``.env``, tool settings, anything a user dropped there) is never
+    published; ``push model`` names it so nothing is left out silently.
+    """
+    run_dir = Path(run_dir)
+    keep: set[str] = set()
+    for pattern in RUN_FILE_PATTERNS:
+        keep.update(p.relative_to(run_dir).as_posix() for p in run_dir.glob(pattern) if p.is_file())
+    from ..safety import LOCK, MARKER
+
+    others = sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*")
+                    if p.is_file() and p.relative_to(run_dir).as_posix() not in keep and p.name not in (MARKER, LOCK))
+    return sorted(keep), others
 
 
 # --------------------------------------------------------------------------- paths and hashes
@@ -42,16 +76,6 @@ def portable_path(value: str | os.PathLike | None, base: str | os.PathLike) -> s
     if not path.exists():
         return str(value)
     return Path(os.path.relpath(path.resolve(), Path(base).resolve())).as_posix()
-
-
-def resolve_path(value: str | None, base: str | os.PathLike) -> str | None:
-    """Inverse of ``portable_path``: a relative path that exists under ``base`` becomes absolute."""
-    if value is None:
-        return None
-    candidate = Path(base) / value
-    if not Path(value).is_absolute() and candidate.exists():
-        return str(candidate.resolve())
-    return value
 
 
 def weights_sha256(module: torch.nn.Module) -> str | None:
@@ -95,7 +119,7 @@ def build_model(
     dtype: torch.dtype | None = None,
     **config_kwargs,
 ):
-    """Base LLM + encoder + fresh projector, with ``<audio>`` rows initialised deterministically.
+    """Base LLM (in ``dtype``, default fp32) + encoder + fresh projector, ``<audio>`` rows set deterministically.
 
     Resizing the vocabulary for ``<audio>`` draws new embedding rows at random; we overwrite them
     with the mean of the existing rows so that the same base weights always give the same model
@@ -106,8 +130,8 @@ def build_model(
     from .modeling import MV4AllForConditionalGeneration
 
     kwargs = {"revision": revision} if revision else {}
-    if dtype is not None:
-        kwargs["dtype"] = dtype
+    # Always explicit: ``dtype=None`` would mean the checkpoint's dtype (fp16 for Vicuna), not fp32.
+    kwargs["dtype"] = torch.float32 if dtype is None else dtype
     lm = AutoModelForCausalLM.from_pretrained(language_model, **kwargs)
     old_vocab = lm.get_input_embeddings().num_embeddings
     model = MV4AllForConditionalGeneration.from_language_model(
@@ -119,8 +143,6 @@ def build_model(
             if weight.shape[0] > old_vocab:
                 weight[old_vocab:] = weight[:old_vocab].float().mean(0).to(weight.dtype)
     model.config.text_config.vocab_size = model.get_input_embeddings().num_embeddings
-    # Trainable modules train in float32 even when the frozen LLM is in half precision.
-    model.model.projector.float()
     return model
 
 
@@ -149,7 +171,9 @@ def save_config(config, folder: str | os.PathLike) -> Path:
         return value
 
     path = Path(folder) / "config.json"
-    path.write_text(json.dumps(portable(config.to_dict()), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    from ..safety import atomic_write_text
+
+    atomic_write_text(path, json.dumps(portable(config.to_dict()), indent=2, sort_keys=True) + "\n")
     return path
 
 
@@ -168,17 +192,32 @@ def load_projector(model, path: str | os.PathLike) -> None:
 def read_run_info(run_dir: str | os.PathLike) -> dict[str, Any]:
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not an mv4all run directory (no {RUN_FILE})")
-    return json.loads(path.read_text(encoding="utf-8"))
+        raise FileNotFoundError(f"{run_dir} is not a finished mv4all run (no {RUN_FILE})")
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(info, dict) or "stage" not in info:
+            raise ValueError("not a run record")
+        return info
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{path} is damaged ({exc}); retrain, or restore it from the published run") from None
 
 
 def _local_run_dir(run: str | os.PathLike) -> Path:
+    """A local run folder, or a Hub model repo downloaded to the local cache."""
     path = Path(str(run))
     if path.exists():
         return path
+    from .weights import looks_like_hub_id
+
+    if not looks_like_hub_id(str(run)):
+        raise FileNotFoundError(f"run folder not found: {run}")
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(str(run), repo_type="model"))
+    try:
+        return Path(snapshot_download(str(run), repo_type="model"))
+    except Exception as exc:  # noqa: BLE001 - offline, unknown repo, no access: one clear line
+        raise FileNotFoundError(f"{run} is neither a local run folder nor a Hub model that can be downloaded "
+                                f"({type(exc).__name__})") from None
 
 
 def load_run(
@@ -187,25 +226,35 @@ def load_run(
     language_model: str | None = None,
     revision: str | None = None,
     audio_encoder_path: str | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     device: str | torch.device | None = None,
     check_encoder: bool = True,
+    check_base_model: bool = True,
 ):
     """Rebuild a trained model from a run directory or Hub model id.
 
     Returns ``(model, tokenizer, run_info)``: the model is in eval mode (a ``PeftModel`` after
-    stage 2), the tokenizer has ``<audio>``. ``language_model`` / ``audio_encoder_path`` override
-    where the base weights are (e.g. your own copy of ``imagebind_huge.pth``); the encoder's
-    weights must hash to what the run was trained with unless ``check_encoder=False``.
+    stage 2), the tokenizer has ``<audio>``. ``language_model`` / ``audio_encoder_path`` say where
+    the base weights are (else the environment, the user config, then the run's record: see
+    ``mv4all.model.weights``); both must hash to what the run was trained with unless
+    ``check_encoder`` / ``check_base_model`` is off. ``dtype`` (a torch dtype or ``fp32``/``bf16``/
+    ``fp16``) defaults to the precision the run trained in.
     """
+    from .weights import MissingBaseWeights, locate_audio_encoder, locate_base_model, model_files_sha256
+
     run_dir = _local_run_dir(run)
     info = read_run_info(run_dir)
     stage = int(info["stage"])
     base = info["base_model"]
     enc = info["audio_encoder"]
     model_cfg = info["model"]
-    lm_path = language_model or resolve_path(base["id"], run_dir)
-    enc_path = audio_encoder_path or resolve_path(enc.get("path"), run_dir)
+    lm_path = locate_base_model(info, run_dir, language_model).value
+    enc_path = locate_audio_encoder(info, run_dir, audio_encoder_path).value
+    if isinstance(dtype, str) or dtype is None:
+        dtype = precision_dtype(dtype or info.get("precision"))
+    for folder in (STAGE2_DIR if stage == 2 else STAGE1_DIR, TOKENIZER_DIR):
+        if not (run_dir / folder).is_dir():
+            raise MissingBaseWeights(f"{run_dir} has no {folder}/: the run is incomplete or was copied partly")
     tokenizer = load_tokenizer(str(run_dir / TOKENIZER_DIR))
     model = build_model(
         lm_path,
@@ -223,15 +272,27 @@ def load_run(
         found = weights_sha256(model.get_audio_encoder())
         if found != enc["sha256"]:
             raise ValueError(
-                f"the audio encoder at {enc_path} (sha256 {found}) is not the one this run was trained with "
-                f"({enc['sha256']}); pass the right audio_encoder_path or check_encoder=False"
+                f"the audio encoder at {enc_path} (sha256 {found[:12]}) is not the one this run was trained with "
+                f"({enc['sha256'][:12]}): pass the right --audio-encoder (audio_encoder_path), or check_encoder=False"
             )
-    if stage == 1:
-        load_projector(model, run_dir / STAGE1_DIR / PROJECTOR_FILE)
-    else:
-        from peft import PeftModel
+    if check_base_model and base.get("sha256"):
+        found = model_files_sha256(lm_path, revision if language_model else base.get("revision"))
+        if found is not None and found != base["sha256"]:
+            raise ValueError(
+                f"the base model at {lm_path} (weights sha256 {found[:12]}) is not the one this run was trained "
+                f"with ({base['id']}, {base['sha256'][:12]}): pass the right --base-model, or check_base_model=False"
+            )
+    weights = run_dir / STAGE1_DIR / PROJECTOR_FILE if stage == 1 else run_dir / STAGE2_DIR
+    try:
+        if stage == 1:
+            load_projector(model, weights)
+        else:
+            from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(run_dir / STAGE2_DIR))
+            model = PeftModel.from_pretrained(model, str(weights))
+    except Exception as exc:  # noqa: BLE001 - truncated or foreign weight files: name them
+        raise ValueError(f"cannot load the trained weights in {weights}: {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
     if device is not None:
         model.to(device)
     model.eval()

@@ -1,0 +1,142 @@
+"""How much accelerator memory a training run needs, said before any weight is loaded.
+
+A 7B run that does not fit fails minutes into loading with a CUDA out-of-memory traceback, or
+worse, after the first long batch. The estimate is computed from configs alone (the models are
+built on the meta device): weights in their dtype, trainable parameters with fp32 master copy,
+gradient and Adam state, and activations of a LLaMA-style decoder layer at the configured
+sequence length and batch size. It is an estimate of the peak, deliberately on the high side;
+framework overheads (CUDA context, allocator fragmentation) come on top.
+
+Activation bytes per token per decoder layer (16-bit activations), counting what autograd keeps:
+the two RMSNorm inputs/outputs plus their fp32 upcasts, q/k/v and their rotary copies, the
+attention output and its projection input (11 hidden-sized tensors), the four MLP tensors of the
+intermediate size (gate, up, activation, product), and with LoRA one dropout copy of the input of
+each adapted projection. With gradient checkpointing only each layer's input is kept, plus one
+layer's activations during its recomputation. Logits are kept in the model dtype and upcast to
+fp32 for the loss, with a gradient of the same size.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+import torch
+
+__all__ = ["MemoryEstimate", "estimate_training_memory", "visible_device_memory"]
+
+GB = 1024**3
+HEADROOM = 0.92  # CUDA context, allocator fragmentation and workspaces take the rest
+
+
+@dataclass
+class MemoryEstimate:
+    """Bytes per device for one training process."""
+
+    weights: int
+    trainable_params: int
+    trainable_state: int  # fp32 master weights + gradients + Adam moments
+    activations: int
+    logits: int
+    total_params: int
+    sequence_length: int
+    batch_size: int
+    gradient_checkpointing: bool
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.trainable_state + self.activations + self.logits
+
+    def fits(self, available: int) -> bool:
+        """Whether the estimate fits ``available`` bytes with headroom for what it does not count."""
+        return self.total <= HEADROOM * available
+
+    def summary(self) -> str:
+        parts = [f"weights {self.weights / GB:.1f}", f"trainable {self.trainable_params / 1e6:.1f} M params "
+                 f"+ optimizer {self.trainable_state / GB:.2f}", f"activations {self.activations / GB:.1f}",
+                 f"logits {self.logits / GB:.1f}"]
+        return (f"memory estimate per device: {self.total / GB:.1f} GiB ({', '.join(parts)} GiB; batch "
+                f"{self.batch_size} x {self.sequence_length} tokens, gradient checkpointing "
+                f"{'on' if self.gradient_checkpointing else 'off'})")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "total": self.total}
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _lora_params(lm: torch.nn.Module, r: int, pattern: str) -> tuple[int, int]:
+    """(LoRA parameters, summed input width of the adapted layers) for the target regex."""
+    regex = re.compile(pattern)
+    params = widths = 0
+    for name, module in lm.named_modules():
+        if isinstance(module, torch.nn.Linear) and regex.fullmatch(f"model.language_model.{name}"):
+            params += r * (module.in_features + module.out_features)
+            widths += module.in_features
+    return params, widths
+
+
+def estimate_training_memory(
+    text_config,
+    *,
+    encoder_params: int,
+    projector_params: int,
+    weight_dtype: torch.dtype,
+    sequence_length: int,
+    batch_size: int,
+    gradient_checkpointing: bool = False,
+    lora_r: int | None = None,
+    lora_pattern: str | None = None,
+) -> MemoryEstimate:
+    """Peak memory of one training process for a causal LM described by ``text_config``.
+
+    The encoder is counted in fp32 (it is kept as supplied); the projector (and LoRA) trains in
+    fp32 with AdamW.
+    """
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        lm = AutoModelForCausalLM.from_config(text_config)
+    lm_params = _count(lm)
+    width = torch.finfo(weight_dtype).bits // 8
+    trainable = projector_params
+    lora_widths = 0
+    if lora_r:
+        lora, lora_widths = _lora_params(lm.base_model, lora_r, lora_pattern or r".*(q_proj|k_proj|v_proj|o_proj)")
+        trainable += lora
+    hidden = int(text_config.hidden_size)
+    inter = int(getattr(text_config, "intermediate_size", 4 * hidden))
+    layers = int(text_config.num_hidden_layers)
+    vocab = int(text_config.vocab_size)
+    tokens = batch_size * sequence_length
+    per_layer_token = width * (11 * hidden + 4 * inter) + 2 * 4 * hidden + width * lora_widths // max(1, layers)
+    if gradient_checkpointing:
+        activations = tokens * (layers * width * hidden + per_layer_token)
+    else:
+        activations = tokens * layers * per_layer_token
+    logits = tokens * vocab * (width + 4 + 4)
+    return MemoryEstimate(
+        weights=lm_params * width + encoder_params * 4 + projector_params * 4,
+        trainable_params=trainable,
+        trainable_state=trainable * 16 if trainable else 0,
+        activations=int(activations),
+        logits=int(logits),
+        total_params=lm_params + encoder_params + projector_params,
+        sequence_length=sequence_length,
+        batch_size=batch_size,
+        gradient_checkpointing=gradient_checkpointing,
+    )
+
+
+def visible_device_memory() -> tuple[str, int]:
+    """(description, bytes) of the smallest visible accelerator, or of system RAM on a CPU-only machine."""
+    if torch.cuda.is_available():
+        sizes = [(torch.cuda.get_device_name(i), torch.cuda.get_device_properties(i).total_memory)
+                 for i in range(torch.cuda.device_count())]
+        name, size = min(sizes, key=lambda item: item[1])
+        return f"{len(sizes)} x {name}" if len(sizes) > 1 else name, size
+    import os
+
+    return "CPU RAM", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
