@@ -16,7 +16,6 @@ a few training steps): about a minute. Not a test: numbers depend on the machine
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -32,26 +31,19 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _recipe(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_recipe_{name}", REPO / "train" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def make_tiny_run(work: Path, steps: int = 10) -> tuple[Path, Path, Path]:
     """(stage-2 run, dataset, audio root) on the 18-clip sample corpus."""
     from builders.config import BuildConfig
     from builders.pipeline import build
     from builders.sample.corpus import write_sample_corpus
+    from train import make_tiny, sft
 
     corpus, out = work / "music4all", work / "dataset"
     if not (corpus / "ground_truth.jsonl").is_file():
         write_sample_corpus(corpus, clips=18, seed=0, workers=2)
     if not out.is_dir():
         build(BuildConfig(music4all=corpus, out=out, work_dir=work / "work", workers=2), progress=False)
-    tiny = _recipe("make_tiny").make_tiny(work / "tiny-models", out, steps=100, quiet=True)
-    sft = _recipe("sft")
+    tiny = make_tiny.make_tiny(work / "tiny-models", out, steps=100, quiet=True)
     config = REPO / "train" / "configs" / "tiny.yaml"
     common = {"dataset": str(out), "audio_root": str(corpus), "language_model": str(tiny["llm"]),
               "audio_encoder_path": str(tiny["audio_encoder"]), "max_steps": steps, "disable_tqdm": True}

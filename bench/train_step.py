@@ -17,7 +17,6 @@ cumulative, so the cache mode runs first). Prints a table and writes JSON with `
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import platform
 import resource
@@ -27,13 +26,6 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _make_tiny():
-    spec = importlib.util.spec_from_file_location("make_tiny", REPO / "train" / "make_tiny.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _sync(device):
@@ -59,8 +51,7 @@ class Timer:
 
 def build(dataset, hidden, layers, device, dtype):
     from mv4all.model import MV4AllForConditionalGeneration, add_audio_token, build_audio_encoder
-
-    make_tiny = _make_tiny()
+    from train import make_tiny
     docs, _ = make_tiny.train_texts(dataset)
     tokenizer = make_tiny.make_tokenizer(docs, 1024)
     add_audio_token(tokenizer)
@@ -124,9 +115,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    from mv4all.data import load_split
     from mv4all.inputs import CAPTION_INSTRUCTION
     from mv4all.model import MV4AllCollator
-    from mv4all.model.embedding_cache import AudioFeatureReader, compute_embeddings, load_split
+    from mv4all.model.embedding_cache import AudioFeatureReader, compute_embeddings
 
     device = torch.device(args.device)
     model, tokenizer = build(args.dataset, args.hidden, args.layers, device, torch.float32)

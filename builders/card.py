@@ -9,7 +9,7 @@ import yaml
 
 from mv4all.data import configs_yaml
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "dataset_card.md"
+TEMPLATE = Path(__file__).resolve().parent / "templates" / "dataset_card.md"  # package data
 
 
 def _size_category(n: int) -> str:

@@ -29,23 +29,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from builders.config import BuildConfig
 from builders.music4all import CSV_FILES, Corpus, Music4AllError, read_music4all
 from builders.split import assign_splits, normalise_artist
-from builders.textcheck import MAX_SHARED_LYRIC_WORDS, longest_shared_run
+from builders.stages import LLM_STAGES, Backend, Stage, StageInput, Usage, params_hash
 from builders.store import BuildLog, StageStore, file_fingerprint, stage_key
+from builders.textcheck import MAX_SHARED_LYRIC_WORDS, longest_shared_run
 from mv4all.inputs import CAPTION_INSTRUCTION, MV_INSTRUCTION
+from mv4all.safety import UnsafeOutput, atomic_write_text, check_id, claim_folder, folder_lock, inside
 from mv4all.schema import (
     SCHEMA_VERSION,
     Example,
     FailureRecord,
     MusicCaptionExample,
     MusicFeatures,
-    StageInput,
     StageProvenance,
     Track,
-    Usage,
     VisualStats,
 )
-from mv4all.safety import UnsafeOutput, atomic_write_text, check_id, claim_folder, folder_lock, inside
-from mv4all.stages import LLM_STAGES, Backend, Stage, params_hash
 
 
 class BuildError(RuntimeError):

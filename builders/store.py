@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from builders.stages import params_hash
 from mv4all.safety import check_id, inside
-from mv4all.stages import params_hash
 
 
 def stage_key(stage: str, version: int, backend: str, params: dict[str, Any]) -> tuple[str, str]:

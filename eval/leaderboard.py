@@ -268,14 +268,11 @@ def cache_path(cfg: Config, row: Row, decoding: dict) -> Path:
 
 def _train_missing(cfg: Config, row: Row, log: Callable[[str], None]) -> None:
     """Train a stage-2 run a row needs but that does not exist yet (tiny demo tables)."""
-    import importlib.util
+    from train import sft
 
     spec = cfg.train_missing or {}
     if not row.train_inputs:
         raise LeaderboardError(f"row {row.name!r}: {row.run_dir} does not exist and the row has no train_inputs")
-    module_spec = importlib.util.spec_from_file_location("leaderboard_sft", REPO / "train" / "sft.py")
-    sft = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(sft)
     config = _resolve(spec.get("config", "train/configs/tiny.yaml"), REPO)
     overrides = dict(spec.get("overrides") or {})
     for key in ("dataset", "audio_root", "language_model", "audio_encoder_path", "init_from"):
@@ -439,7 +436,7 @@ def run_leaderboard(
     log: Callable[[str], None] | None = None,
 ) -> LeaderboardResult:
     """Generate what is missing, check comparability, score every row together and write the files."""
-    from mv4all.describe import Decoding, load_split
+    from mv4all.describe import load_split
     from mv4all.metrics import (
         metric_settings,
         read_predictions,
@@ -563,14 +560,17 @@ def demo_leaderboard(folder: str | os.PathLike, *, train_steps: int | None = Non
     return result
 
 
-def main(argv: list[str] | None = None) -> LeaderboardResult:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, type=Path, help="leaderboard YAML (eval/leaderboard.yaml)")
     parser.add_argument("--no-cache", action="store_true", help="regenerate every row's predictions")
     parser.add_argument("--root", type=Path, help="folder the YAML's relative paths start from [the YAML's root: key, "
                                                    "else its folder]")
     parser.add_argument("--out-dir", type=Path, help="where to write the table and the prediction cache")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(args: argparse.Namespace) -> LeaderboardResult:
     from mv4all.metrics import PredictionsError
 
     try:
@@ -585,4 +585,4 @@ def main(argv: list[str] | None = None) -> LeaderboardResult:
 
 
 if __name__ == "__main__":
-    main()
+    main(make_parser().parse_args())

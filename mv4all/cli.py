@@ -289,7 +289,6 @@ def demo(
     """Sample corpus -> offline build -> tiny two-stage training: the whole pipeline on this machine, no network."""
     from builders.config import BuildConfig
     from builders.sample.corpus import write_sample_corpus
-
     from mv4all.safety import UnsafeOutput, claim_folder
 
     try:  # the demo deletes and rewrites its own subfolders: never in a folder that is not a demo's
@@ -315,48 +314,24 @@ def demo(
         _demo_training(folder, result.out, corpus, train_steps)
 
 
-def _recipe(folder: str, name: str):
-    """Load a recipe script (``train/*.py``, ``eval/*.py``) from the repository checkout.
-
-    Recipes are scripts, not package modules: the composition root loads them by path,
-    registering the module first so dataclasses inside them resolve their own module.
-    """
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / folder / f"{name}.py"
-    if not path.is_file():
-        raise FileNotFoundError(f"{folder}/{name}.py not found next to the package (run from a repository checkout)")
-    module_name = f"mv4all_recipe_{folder}_{name}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def _demo_training(folder: Path, dataset: Path, corpus: Path, steps: int) -> None:
     """Tiny models made from the build's train split, then stage 1 and stage 2 (train/configs/tiny.yaml)."""
-    repo = Path(__file__).resolve().parents[1]
-    if not (repo / "train" / "sft.py").is_file():
-        console.print("training recipes (train/) not found next to the package: skipping the training step")
-        return
-
-    def recipe(name: str):
-        return _recipe("train", name)
-
     import shutil
 
+    from eval import leaderboard
+    from train import make_tiny, sft
+
+    tiny_yaml = Path(sft.__file__).parent / "configs" / "tiny.yaml"
     shutil.rmtree(folder / "runs", ignore_errors=True)  # a demo rerun trains afresh
     t0 = time.perf_counter()
     console.rule("3. tiny models (train/make_tiny.py)")
-    tiny = recipe("make_tiny").make_tiny(folder / "tiny-models", dataset)
-    sft = recipe("sft")
+    tiny = make_tiny.make_tiny(folder / "tiny-models", dataset)
     common = {"dataset": str(dataset), "audio_root": str(corpus), "language_model": str(tiny["llm"]),
               "audio_encoder_path": str(tiny["audio_encoder"]), "max_steps": steps, "disable_tqdm": True}
     console.rule("4. stage 1: projector on music captions")
-    stage1 = sft.train(repo / "train" / "configs" / "tiny.yaml", 1, {**common, "output_dir": str(folder / "runs" / "stage1")})
+    stage1 = sft.train(tiny_yaml, 1, {**common, "output_dir": str(folder / "runs" / "stage1")})
     console.rule("5. stage 2: projector + LoRA on MV descriptions")
-    stage2 = sft.train(repo / "train" / "configs" / "tiny.yaml", 2,
+    stage2 = sft.train(tiny_yaml, 2,
                        {**common, "init_from": str(stage1), "output_dir": str(folder / "runs" / "stage2-{inputs}")})
     for run in (stage1, stage2):
         info = json.loads((run / "run.json").read_text())
@@ -364,7 +339,7 @@ def _demo_training(folder: Path, dataset: Path, corpus: Path, steps: int) -> Non
     console.print(f"training: {time.perf_counter() - t0:.1f} s; load with mv4all.model.load_run('{stage2}')")
     console.rule("6. Table 1 leaderboard on the tiny runs (eval/leaderboard.py)")
     t0 = time.perf_counter()
-    _recipe("eval", "leaderboard").demo_leaderboard(folder, train_steps=steps)
+    leaderboard.demo_leaderboard(folder, train_steps=steps)
     console.print(f"leaderboard: {time.perf_counter() - t0:.1f} s (tiny models: a plumbing check, not quality)")
 
 
@@ -413,8 +388,16 @@ def evaluate_cmd(
 
     With --dataset every line is scored against the dataset's reference for its id.
     """
-    from mv4all.metrics import (BertScoreModelError, BertScorer, PredictionsError, load_prediction_sets,
-                                metric_settings, report_json, results_table, score_many)
+    from mv4all.metrics import (
+        BertScoreModelError,
+        BertScorer,
+        PredictionsError,
+        load_prediction_sets,
+        metric_settings,
+        report_json,
+        results_table,
+        score_many,
+    )
 
     if out is not None:  # checked before any scoring: the report must not replace an input, and must be writable
         if any(out.resolve() == Path(p).resolve() for p in predictions):
@@ -469,7 +452,6 @@ def embed(
 
     from mv4all.model import MV4AllConfig
     from mv4all.model.embedding_cache import build_embedding_cache, dataset_audio
-
     from mv4all.safety import claim_folder
 
     try:
@@ -564,8 +546,8 @@ def describe(
     notes: list[str] = []
     if lyrics is not None:
         from builders.llm import get_backend
-        from mv4all.schema import StageInput, Track
-        from mv4all.stages import LYRICS_UNDERSTANDING
+        from builders.stages import LYRICS_UNDERSTANDING, StageInput
+        from mv4all.schema import Track
 
         if not lyrics.is_file():
             _fail(f"lyrics file not found: {lyrics}", 2)

@@ -23,6 +23,38 @@ UPLOAD_GLOBS = ("README.md", "data/**/*.parquet", "failures.jsonl", "build_info.
 TOKEN_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
 
+def load_split(dataset: str | os.PathLike, config: str = DEFAULT_CONFIG, split: str = "test",
+               columns: list[str] | tuple[str, ...] | None = None):
+    """One split of a dataset config as a ``datasets.Dataset``: the one reader of a dataset folder.
+
+    A local build folder is read straight from its parquet shards: ``load_dataset`` keys its cache
+    on the folder name and the card's configs, so two builds both called ``out`` (or a rebuilt
+    folder) could serve each other's rows. Hub ids go through ``load_dataset``. ``columns`` keeps
+    those of the named columns that exist.
+    """
+    from datasets import Dataset, load_dataset
+
+    from mv4all.safety import looks_like_hub_id
+
+    folder = Path(str(dataset))
+    if folder.is_dir() and (folder / "data").is_dir():
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from datasets.table import InMemoryTable
+
+        files = sorted((folder / "data" / config).glob(f"{split}-*.parquet"))
+        if not files:
+            raise FileNotFoundError(f"{dataset} has no split {split!r} in config {config!r}")
+        ds = Dataset(InMemoryTable(pa.concat_tables([pq.read_table(f) for f in files])))
+    elif folder.is_dir() or not looks_like_hub_id(str(dataset)):
+        raise FileNotFoundError(f"dataset folder not found (or not a built dataset): {dataset}")
+    else:
+        ds = load_dataset(str(dataset), config, split=split)
+    if columns is not None:
+        ds = ds.select_columns([c for c in columns if c in ds.column_names])
+    return ds
+
+
 def shard_name(split: str, index: int, total: int) -> str:
     return f"{split}-{index:05d}-of-{total:05d}.parquet"
 

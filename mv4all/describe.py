@@ -505,32 +505,10 @@ ROW_COLUMNS = ("id", "audio", "genres", "mv_type", "lyrics_understanding", "inst
 
 
 def load_split(dataset: str | os.PathLike, split: str = "test", config: str = "mv_description") -> list[dict]:
-    """Rows of one split, read straight from a built folder's parquet when it is local.
+    """The rows ``describe`` needs from one split (``mv4all.data.load_split`` reads the folder)."""
+    from .data import load_split as read_split
 
-    ``datasets`` keys its cache of a local folder by the folder's name, so two builds both
-    called ``out`` can serve each other's rows; reading the parquet directly cannot.
-    """
-    folder = Path(str(dataset))
-    files = sorted((folder / "data" / config).glob(f"{split}-*.parquet")) if folder.is_dir() else []
-    if files:
-        import pyarrow.parquet as pq
-
-        rows: list[dict] = []
-        for path in files:
-            table = pq.read_table(path)
-            table = table.select([c for c in ROW_COLUMNS if c in table.column_names])
-            rows += table.to_pylist()
-        return rows
-    if folder.is_dir() and (folder / "data").is_dir():
-        raise FileNotFoundError(f"{dataset} has no split {split!r} in config {config!r}")
-    from .model.weights import looks_like_hub_id
-
-    if folder.is_dir() or not looks_like_hub_id(str(dataset)):
-        raise FileNotFoundError(f"dataset folder not found (or not a built dataset): {dataset}")
-    from datasets import load_dataset
-
-    ds = load_dataset(str(dataset), config, split=split)
-    return list(ds.select_columns([c for c in ROW_COLUMNS if c in ds.column_names]))
+    return list(read_split(dataset, config, split, columns=ROW_COLUMNS))
 
 
 def predict_split(

@@ -32,6 +32,7 @@ __all__ = [
     "claim_folder",
     "folder_lock",
     "inside",
+    "looks_like_hub_id",
     "read_marker",
 ]
 
@@ -63,6 +64,13 @@ def inside(root: str | os.PathLike, *parts: str | os.PathLike) -> Path:
     if path != base and base not in path.parents:
         raise ValueError(f"{Path(*map(str, parts))} leaves {root}")
     return path
+
+
+def looks_like_hub_id(value: str) -> bool:
+    """``name`` or ``org/name`` (a Hub repo id), as opposed to a local path: not absolute, not starting
+    with ``.`` or ``~``, at most one slash."""
+    return bool(value) and not (Path(value).is_absolute() or value.startswith((".", "~")) or value.count("/") > 1
+                                or "\\" in value)
 
 
 # --------------------------------------------------------------------------- ownership

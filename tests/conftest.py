@@ -96,20 +96,6 @@ STAGE1_STEPS = 84  # 12 epochs of the 14 train captions at batch 2
 STAGE2_STEPS = 20
 
 
-def recipe(folder: str, name: str):
-    """A recipe script (``train/sft.py``, ``train/make_tiny.py``) loaded as a module."""
-    import importlib.util
-    import sys
-
-    module_name = f"recipe_{folder}_{name}"
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, REPO / folder / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
-
-
 class InferenceRuns:
     """Tiny stage-1/stage-2 runs for inference tests (describe, leaderboard), trained on demand.
 
@@ -117,10 +103,12 @@ class InferenceRuns:
     """
 
     def __init__(self, root: Path, build: SampleBuild, steps: int = 2):
+        from train import make_tiny, sft
+
         self.root, self.build, self.steps = root, build, steps
         self.config = TINY_YAML
-        self.sft = recipe("train", "sft")
-        self.tiny = recipe("train", "make_tiny").make_tiny(root / "tiny", build.out, steps=20, quiet=True)
+        self.sft = sft
+        self.tiny = make_tiny.make_tiny(root / "tiny", build.out, steps=20, quiet=True)
         self.stage1 = self.sft.train(self.config, 1, self._common(output_dir=str(root / "stage1"), max_steps=steps))
         self._stage2: dict[str, Path] = {}
 
@@ -157,9 +145,10 @@ class Runs:
 @pytest.fixture(scope="session")
 def tiny_runs(sample_build, tmp_path_factory) -> Runs:
     """Tiny models (train/make_tiny.py), one stage-1 and one stage-2 run on the sample build."""
-    sft = recipe("train", "sft")
+    from train import make_tiny, sft
+
     root = tmp_path_factory.mktemp("train")
-    tiny = recipe("train", "make_tiny").make_tiny(root / "tiny", sample_build.out, quiet=True)
+    tiny = make_tiny.make_tiny(root / "tiny", sample_build.out, quiet=True)
     runs = Runs(root, sample_build, tiny)
     runs.stage1, runs.model1, _ = sft.train(
         TINY_YAML, 1, runs.common(output_dir=str(root / "stage1"), max_steps=STAGE1_STEPS), return_model=True)

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-
 from typer.testing import CliRunner
 
 from mv4all import describe as D

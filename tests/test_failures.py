@@ -2,7 +2,7 @@
 
 import json
 
-from mv4all.schema import StageResult
+from builders.stages import StageResult
 from tests.conftest import _build, copy_corpus, copy_cpu_work
 
 

@@ -7,16 +7,13 @@ The stage-2 runs train in-process for a couple of steps on the shared sample bui
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-
 
 from mv4all.inputs import TABLE1_COMBINATIONS
 from mv4all.metrics import SCORE_COLUMNS
@@ -24,15 +21,7 @@ from mv4all.metrics import SCORE_COLUMNS
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load_leaderboard():
-    spec = importlib.util.spec_from_file_location("eval_leaderboard", REPO / "eval" / "leaderboard.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-L = _load_leaderboard()
+from eval import leaderboard as L
 
 
 def _config(runs, out_dir: Path) -> dict:
@@ -61,7 +50,7 @@ def _write(tmp: Path, cfg: dict, name: str = "lb.yaml") -> Path:
 def table(inference_runs, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("leaderboard")
     cfg = _config(inference_runs, tmp / "out")
-    result = L.main(["--config", str(_write(tmp, cfg))])  # the script's own entry point
+    result = L.main(L.make_parser().parse_args(["--config", str(_write(tmp, cfg))]))  # the script's own entry point
     return tmp, cfg, result
 
 
@@ -140,7 +129,7 @@ def test_adding_a_row_computes_only_that_row(table):
 
 def test_no_cache_regenerates_with_identical_numbers(table):
     tmp, cfg, first = table
-    result = L.main(["--config", str(tmp / "lb.yaml"), "--no-cache"])
+    result = L.main(L.make_parser().parse_args(["--config", str(tmp / "lb.yaml"), "--no-cache"]))
     assert sorted(result.generated) == sorted(r["name"] for r in cfg["rows"])
     for name, res in first.results.items():
         assert result.results[name].scores() == pytest.approx(res.scores(), abs=1e-9)
@@ -159,7 +148,7 @@ def test_run_from_a_different_split_is_refused(table, tmp_path):
     with pytest.raises(L.LeaderboardError, match="different splits"):
         L.run_leaderboard(bad, log=lambda m: None)
     with pytest.raises(SystemExit) as exit_info:
-        L.main(["--config", str(_write(tmp_path, bad))])
+        L.main(L.make_parser().parse_args(["--config", str(_write(tmp_path, bad))]))
     assert exit_info.value.code == 2
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: E402
 
 from mv4all.inputs import AUDIO_PLACEHOLDER, CAPTION_INSTRUCTION, MV_INSTRUCTION  # noqa: E402

@@ -12,6 +12,16 @@ from builders.llm import available_backends, get_backend
 from builders.llm.offline import OfflineBackend, limit_lyric_overlap, longest_shared_run, pretty_chord
 from builders.sample.lyrics import write_lyrics
 from builders.sample.specs import default_specs, with_overrides
+from builders.stages import (
+    LLM_STAGES,
+    LYRICS_UNDERSTANDING,
+    MUSIC_CAPTION,
+    MV_DESCRIPTION,
+    UNIFIED_MUSIC_CAPTION,
+    Backend,
+    StageInput,
+    params_hash,
+)
 from mv4all.schema import (
     Beat,
     Chord,
@@ -20,18 +30,8 @@ from mv4all.schema import (
     LibrosaDescriptors,
     MusicFeatures,
     MVDescription,
-    StageInput,
     Track,
     VisualStats,
-)
-from mv4all.stages import (
-    LLM_STAGES,
-    LYRICS_UNDERSTANDING,
-    MUSIC_CAPTION,
-    MV_DESCRIPTION,
-    UNIFIED_MUSIC_CAPTION,
-    Backend,
-    params_hash,
 )
 
 CLIP = "AbCdEfGhIjKlMnOp"
@@ -283,8 +283,8 @@ def test_vision_stages_call_offline_visual(monkeypatch):
     import sys
     import types
 
+    from builders.stages import FRAME_CAPTIONS, MV_TYPE
     from mv4all.schema import FrameCaptions
-    from mv4all.stages import FRAME_CAPTIONS, MV_TYPE
 
     seen = {}
     fake = types.ModuleType("builders.llm.offline_visual")
@@ -311,7 +311,7 @@ def test_vision_stages_call_offline_visual(monkeypatch):
 
 def test_vision_stages_delegate_to_offline_visual():
     __import__("builders.llm.offline_visual")
-    from mv4all.stages import FRAME_CAPTIONS, MV_TYPE
+    from builders.stages import FRAME_CAPTIONS, MV_TYPE
 
     backend = OfflineBackend()
     captions = one(backend, FRAME_CAPTIONS, full_input())

@@ -22,6 +22,7 @@ from builders.llm.facts import fence
 from builders.llm.requests import RequestOptions, build_requests, response_format
 from builders.llm.tokens import image_tokens, text_counter
 from builders.pipeline import build
+from builders.stages import LYRICS_UNDERSTANDING, StageInput
 from builders.store import read_log
 from mv4all.schema import (
     FrameCaption,
@@ -30,11 +31,9 @@ from mv4all.schema import (
     MusicCaption,
     MVDescription,
     MVTypeTag,
-    StageInput,
     Track,
     UnifiedMusicCaption,
 )
-from mv4all.stages import LYRICS_UNDERSTANDING
 from tests.conftest import copy_corpus, copy_cpu_work
 from tests.fake_openai import FENCE_CLOSE, FENCE_OPEN, FakeOpenAI
 

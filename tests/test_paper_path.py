@@ -23,9 +23,9 @@ from mv4all.cli import app
 from mv4all.model import load_run
 from mv4all.model.integrity import FrozenWeightsChanged
 from mv4all.model.run import weights_sha256
-from tests.conftest import TINY_YAML, recipe
+from tests.conftest import TINY_YAML
+from train import sft  # noqa: E402
 
-sft = recipe("train", "sft")
 runner = CliRunner()
 
 
@@ -137,7 +137,7 @@ def test_precision_means_what_it_says(tiny_runs):
 
 
 def _train_targets(tiny_runs, field="mv_description_text"):
-    from mv4all.model.embedding_cache import load_split
+    from mv4all.data import load_split
 
     return list(load_split(tiny_runs.build.out, "mv_description", "train")[field])
 

@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 
 from mv4all.cli import app
 from mv4all.safety import MARKER, UnsafeOutput, check_id, claim_folder, folder_lock, inside
-from tests.conftest import TINY_YAML, copy_corpus, copy_cpu_work, recipe
+from tests.conftest import TINY_YAML, copy_corpus, copy_cpu_work
+from train import sft
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -37,6 +38,30 @@ def mv4all(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
     full_env.pop("MV4ALL_DEBUG", None)
     return subprocess.run([sys.executable, "-m", "mv4all.cli", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env=full_env, timeout=600)
+
+
+def in_process(capsys, main, *args, env=None) -> subprocess.CompletedProcess:
+    """A command's ``main`` in this process (no interpreter start-up): exit code and what it printed."""
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in (env or {}).items():
+            patch.setenv(key, value)
+        patch.delenv("MV4ALL_DEBUG", raising=False)
+        patch.setattr(sys, "argv", ["mv4all", *map(str, args)])
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+
+def cli(capsys, *args, env=None) -> subprocess.CompletedProcess:
+    """``mv4all ARGS`` through the command's own entry point, in this process."""
+    from mv4all.cli import main
+
+    return in_process(capsys, main, *args, env=env)
 
 
 def one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
@@ -198,7 +223,6 @@ def test_csv_with_a_utf8_bom_is_read(corpus):
 
 
 def test_train_refuses_a_users_output_dir(tiny_runs, tmp_path):
-    sft = recipe("train", "sft")
     out = tmp_path / "project"
     out.mkdir()
     (out / "README.md").write_text("my project\n")
@@ -210,7 +234,6 @@ def test_train_refuses_a_users_output_dir(tiny_runs, tmp_path):
 
 
 def test_resume_skips_an_incomplete_checkpoint_and_records_the_whole_run(tiny_runs):
-    sft = recipe("train", "sft")
     kw = dict(max_steps=6, save_steps=3, logging_steps=1)
     full = sft.train(TINY_YAML, 1, tiny_runs.common(output_dir=str(tiny_runs.root / "r-full"), **kw))
     part = tiny_runs.root / "r-part"
@@ -232,7 +255,7 @@ def _prediction_lines(tiny_runs, n=2):
             for r in load_split(tiny_runs.build.out, "test")[:n]]
 
 
-def test_evaluate_never_overwrites_its_input_and_checks_coverage(tiny_runs, tmp_path):
+def test_evaluate_never_overwrites_its_input_and_checks_coverage(tiny_runs, tmp_path, capsys):
     from mv4all.describe import load_split
 
     test_rows = load_split(tiny_runs.build.out, "test")
@@ -240,28 +263,28 @@ def test_evaluate_never_overwrites_its_input_and_checks_coverage(tiny_runs, tmp_
     preds.write_text("\n".join(_prediction_lines(tiny_runs, len(test_rows))) + "\n")
     before = preds.read_bytes()
     common = ["evaluate", "-p", preds, "--no-bertscore"]
-    one_line_error(mv4all(*common, "-o", preds), "--out", "one of the predictions files")
+    one_line_error(cli(capsys, *common, "-o", preds), "--out", "one of the predictions files")
     assert preds.read_bytes() == before
     partial = tmp_path / "partial.jsonl"
     partial.write_text(_prediction_lines(tiny_runs, 1)[0] + "\n")
-    one_line_error(mv4all("evaluate", "-p", partial, "--no-bertscore", "--dataset", tiny_runs.build.out),
+    one_line_error(cli(capsys, "evaluate", "-p", partial, "--no-bertscore", "--dataset", tiny_runs.build.out),
                    f"1 of the {len(test_rows)} ids", "--allow-partial")
-    ok = mv4all("evaluate", "-p", partial, "--no-bertscore", "--dataset", tiny_runs.build.out, "--allow-partial")
+    ok = cli(capsys, "evaluate", "-p", partial, "--no-bertscore", "--dataset", tiny_runs.build.out, "--allow-partial")
     assert ok.returncode == 0, ok.stderr
     # A line's own reference does not beat the dataset's.
     foreign = tmp_path / "foreign.jsonl"
     row = json.loads(_prediction_lines(tiny_runs, 1)[0])
     foreign.write_text(json.dumps({**row, "reference": row["prediction"]}) + "\n")
     report = tmp_path / "r.json"
-    assert mv4all("evaluate", "-p", foreign, "--no-bertscore", "--dataset", tiny_runs.build.out, "--allow-partial",
+    assert cli(capsys, "evaluate", "-p", foreign, "--no-bertscore", "--dataset", tiny_runs.build.out, "--allow-partial",
                   "-o", report).returncode == 0
     assert json.loads(report.read_text())["results"][0]["rouge_l_f1"] < 50
 
 
-def test_describe_output_is_never_repaired_or_mixed(tiny_runs, tmp_path):
+def test_describe_output_is_never_repaired_or_mixed(tiny_runs, tmp_path, capsys):
     def batch(out: Path, tokens: int, limit: int):
-        return mv4all("describe", "--model", tiny_runs.stage2, "--dataset", tiny_runs.build.out, "--audio-root",
-                      tiny_runs.build.corpus, "--max-new-tokens", tokens, "--limit", limit, "--device", "cpu", "-o", out)
+        return cli(capsys, "describe", "--model", tiny_runs.stage2, "--dataset", tiny_runs.build.out, "--audio-root",
+                   tiny_runs.build.corpus, "--max-new-tokens", tokens, "--limit", limit, "--device", "cpu", "-o", out)
 
     notes = tmp_path / "notes.jsonl"
     notes.write_text("my notes about the runs\n{\"id\": \"x\"}\n")
@@ -286,7 +309,7 @@ CRASHES = {
 
 
 @pytest.mark.parametrize("case", sorted(CRASHES))
-def test_describe_failures_are_one_line(case, tiny_runs, tmp_path):
+def test_describe_failures_are_one_line(case, tiny_runs, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(tiny_runs.stage2, run, ignore=shutil.ignore_patterns("checkpoints"))
     if case == "corrupt run.json":
@@ -299,34 +322,32 @@ def test_describe_failures_are_one_line(case, tiny_runs, tmp_path):
     else:
         run = tmp_path / "no-such-run"
     wav = sorted(tiny_runs.build.corpus.glob("audios/*"))[0]
-    proc = mv4all("describe", wav, "--model", run, "--max-new-tokens", "4", "--device", "cpu",
+    proc = cli(capsys, "describe", wav, "--model", run, "--max-new-tokens", "4", "--device", "cpu",
                   "--base-model", tiny_runs.tiny["llm"], "--audio-encoder", tiny_runs.tiny["audio_encoder"])
     one_line_error(proc, CRASHES[case])
 
 
-def test_other_mistakes_are_one_line(tiny_runs, tmp_path):
+def test_other_mistakes_are_one_line(tiny_runs, tmp_path, capsys):
     bad_utf8 = tmp_path / "latin1.jsonl"
     bad_utf8.write_bytes(b'{"id": "x", "prediction": "caf\xe9"}\n')
-    one_line_error(mv4all("evaluate", "-p", bad_utf8, "--no-bertscore"), "not UTF-8")
+    one_line_error(cli(capsys, "evaluate", "-p", bad_utf8, "--no-bertscore"), "not UTF-8")
     preds = tmp_path / "p.jsonl"
     preds.write_text(_prediction_lines(tiny_runs, 1)[0] + "\n")
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
-    one_line_error(mv4all("evaluate", "-p", preds, "--no-bertscore", "-o", blocker / "r.json"), "--out", "cannot write")
+    one_line_error(cli(capsys, "evaluate", "-p", preds, "--no-bertscore", "-o", blocker / "r.json"), "--out", "cannot write")
     cache = tmp_path / "emb-file"
     cache.write_text("x")
-    one_line_error(mv4all("embed", "--dataset", tiny_runs.build.out, "--audio-root", tiny_runs.build.corpus,
+    one_line_error(cli(capsys, "embed", "--dataset", tiny_runs.build.out, "--audio-root", tiny_runs.build.corpus,
                           "--encoder", tiny_runs.tiny["audio_encoder"], "--out", cache), "is a file")
-    sft = [sys.executable, str(REPO / "train" / "sft.py"), "--config", str(TINY_YAML),
-           "--output-dir", str(tmp_path / "never-written")]
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    recipe = ["--config", str(TINY_YAML), "--output-dir", str(tmp_path / "never-written")]
     for args, needle in (
         (["--stage", "1", "--dataset", str(tmp_path / "nope")], "--dataset"),
         (["--stage", "2", "--init-from", "", "--dataset", str(tiny_runs.build.out)], "--init-from"),
         (["--stage", "2", "--init-from", str(tmp_path), "--dataset", str(tiny_runs.build.out)], "--init-from"),
         (["--stage", "2", "--inputs", "5+6", "--dataset", str(tiny_runs.build.out)], "5+6"),
     ):
-        proc = subprocess.run(sft + args, capture_output=True, text=True, env=env, timeout=300)
+        proc = in_process(capsys, lambda: sft.main(sft.make_parser().parse_args(sys.argv[1:])), *recipe, *args)
         one_line_error(proc, needle)
         assert not (tmp_path / "never-written").exists()
 
@@ -343,8 +364,10 @@ def test_describe_warns_about_inputs_it_ignores(tiny_runs):
 # --------------------------------------------------------------------------- leaderboard
 
 
-def test_leaderboard_refuses_unknown_keys_and_reports_missing_inputs(tiny_runs, tmp_path):
+def test_leaderboard_refuses_unknown_keys_and_reports_missing_inputs(tiny_runs, tmp_path, capsys):
     import yaml
+
+    from eval import leaderboard as L
 
     base = {"dataset": str(tiny_runs.build.out), "audio_root": str(tiny_runs.build.corpus),
             "out_dir": str(tmp_path / "lb"), "bertscore": {}, "rows": []}
@@ -360,12 +383,15 @@ def test_leaderboard_refuses_unknown_keys_and_reports_missing_inputs(tiny_runs, 
         ({**base, "dataset": str(tmp_path / "no-dataset"), "rows": [{"name": "a", "group": "main",
                                                                      "run_dir": str(tiny_runs.stage2)}]},
          "dataset folder not found"),
+        ({**base, "out_dir": str(tmp_path / "blocker" / "lb"), "rows": [{"name": "a", "group": "main",
+                                                                         "run_dir": str(tiny_runs.stage2)}]},
+         "cannot write"),
     ]
+    (tmp_path / "blocker").write_text("a file where the output folder would go")
     for i, (cfg, needle) in enumerate(cases):
         path = tmp_path / f"lb{i}.yaml"
         path.write_text(yaml.safe_dump(cfg))
-        proc = subprocess.run([sys.executable, str(REPO / "eval" / "leaderboard.py"), "--config", str(path)],
-                              capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"), timeout=300)
+        proc = in_process(capsys, lambda: L.main(L.make_parser().parse_args(sys.argv[1:])), "--config", path)
         one_line_error(proc, needle)
 
 

@@ -1,5 +1,5 @@
-from mv4all.schema import StageInput, Track
-from mv4all.stages import LLM_STAGES, MUSIC_CAPTION, STAGES_BY_NAME, params_hash
+from builders.stages import LLM_STAGES, MUSIC_CAPTION, STAGES_BY_NAME, StageInput, params_hash
+from mv4all.schema import Track
 
 FORBIDDEN_FOR_MUSIC_CAPTION = {"visual", "frame_images", "frame_captions", "lyrics", "lyrics_understanding", "mv_type"}
 

@@ -14,19 +14,16 @@ from pathlib import Path
 
 import pytest
 import torch
-
-
 from typer.testing import CliRunner  # noqa: E402
 
 from mv4all.cli import app  # noqa: E402
 from mv4all.inputs import CAPTION_INSTRUCTION, all_combinations  # noqa: E402
 from mv4all.model import MV4AllCollator, load_run  # noqa: E402
 from mv4all.model.embedding_cache import AudioFeatureReader, EmbeddingCache  # noqa: E402
-
-from tests.conftest import REPO, STAGE1_STEPS, STAGE2_STEPS, TINY_YAML, recipe  # noqa: E402
+from tests.conftest import REPO, STAGE1_STEPS, STAGE2_STEPS, TINY_YAML  # noqa: E402
 
 PAPER_YAML = REPO / "train" / "configs" / "paper.yaml"
-sft = recipe("train", "sft")
+from train import sft  # noqa: E402
 
 
 def _losses(run: Path) -> list[float]:
@@ -35,7 +32,7 @@ def _losses(run: Path) -> list[float]:
 
 
 def _rows(build, config="mv_description", n=4):
-    from mv4all.model.embedding_cache import load_split
+    from mv4all.data import load_split
 
     ds = load_split(build.out, config, "train")
     return [ds[i] for i in range(n)]

@@ -34,7 +34,7 @@ def train_texts(dataset: str | Path) -> tuple[list[str], list[str]]:
     LM expects (the LLaVA-style alignment the paper's stage 1 does with a real LLM). MV descriptions
     are left to stage 2, as a 2-layer LM cannot hold both.
     """
-    from mv4all.model.embedding_cache import load_split
+    from mv4all.data import load_split
 
     descriptions = load_split(dataset, "mv_description", "train")
     genres = {row["id"]: ", ".join(row["genres"]) for row in descriptions}
@@ -147,16 +147,19 @@ def make_tiny(out: str | Path, dataset: str | Path, *, steps: int = 300, vocab_s
     return {"llm": llm_dir, "audio_encoder": enc_dir}
 
 
-def main() -> None:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
     parser.add_argument("--dataset", default="mv4all-demo/dataset", help="built dataset folder (train split is used)")
     parser.add_argument("--steps", type=int, default=300, help="LM pre-training steps")
     parser.add_argument("--vocab-size", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    return parser
+
+
+def main(args: argparse.Namespace) -> None:
     make_tiny(args.out, args.dataset, steps=args.steps, vocab_size=args.vocab_size, seed=args.seed)
 
 
 if __name__ == "__main__":
-    main()
+    main(make_parser().parse_args())

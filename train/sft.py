@@ -13,6 +13,7 @@ paper's Table 1 is one command. The run directory layout is documented in ``mv4a
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import json
 import os
 import platform
@@ -27,7 +28,7 @@ import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-CARD_TEMPLATE = REPO / "model_card.md"
+CARD_TEMPLATE = importlib.resources.files("mv4all") / "templates" / "model_card.md"  # package data
 STAGE_KEYS = ("stage1", "stage2")
 # Keys that hold local paths: stored relative to the run directory in config.yaml and run.json.
 PATH_KEYS = ("dataset", "audio_root", "embeddings", "language_model", "tokenizer", "audio_encoder_path",
@@ -55,7 +56,7 @@ def load_config(path: str | Path, stage: int, overrides: dict[str, Any] | None =
             cfg[key] = float(cfg[key])
     if stage == 2 and not cfg.get("init_from"):
         raise ValueError("stage 2 needs init_from (--init-from): the stage-1 run directory")
-    from mv4all.model.weights import looks_like_hub_id
+    from mv4all.safety import looks_like_hub_id
 
     dataset = str(cfg.get("dataset") or "")
     if not Path(dataset).is_dir() and not looks_like_hub_id(dataset):
@@ -171,7 +172,7 @@ def make_collator(model, tokenizer, cfg: dict[str, Any]):
 
 
 def load_train_set(cfg: dict[str, Any]):
-    from mv4all.model.embedding_cache import load_split
+    from mv4all.data import load_split
 
     ds = load_split(cfg["dataset"], cfg["dataset_config"], cfg.get("split", "train"))
     keep = ["id", "audio", "genres", "mv_type", "lyrics_understanding", "instruction", cfg["target_field"]]
@@ -481,7 +482,7 @@ def _git_sha() -> str | None:
 
 
 def _dataset_info(cfg) -> dict[str, Any]:
-    from mv4all.model.embedding_cache import load_split
+    from mv4all.data import load_split
     from mv4all.model.run import ids_sha256
 
     dataset = str(cfg["dataset"])
@@ -581,7 +582,7 @@ def render_card(info: dict[str, Any], cfg: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- command line
 
 
-def main(argv: list[str] | None = None) -> Path:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, type=Path)
     parser.add_argument("--stage", required=True, type=int, choices=(1, 2))
@@ -597,7 +598,10 @@ def main(argv: list[str] | None = None) -> Path:
                         help="write into a non-empty --output-dir that is not an mv4all run (its files are kept)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any other config key (YAML value syntax), repeatable")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(args: argparse.Namespace) -> Path:
     overrides = {"inputs": args.inputs, "output_dir": args.output_dir, "init_from": args.init_from,
                  "max_steps": args.max_steps, "seed": args.seed, "dataset": args.dataset,
                  "embeddings": args.embeddings, "resume": args.resume or None, "overwrite": args.overwrite or None}
@@ -618,4 +622,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    main(make_parser().parse_args())

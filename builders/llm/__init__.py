@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from mv4all.stages import Backend
+from builders.stages import Backend
 
 _BACKENDS: dict[str, str] = {
     "offline": "builders.llm.offline:OfflineBackend",

@@ -16,8 +16,7 @@ from rich.table import Table
 from builders.llm.batch import MAX_BYTES, MAX_REQUESTS, jsonl_line
 from builders.llm.cost import Prices, StageEstimate, load_prices
 from builders.llm.tokens import request_tokens, text_counter
-from mv4all.schema import StageInput, StageResult, Usage
-from mv4all.stages import Stage
+from builders.stages import Stage, StageInput, StageResult, Usage
 
 
 class DryRunBackend:

@@ -21,6 +21,7 @@ import unicodedata
 from collections import Counter
 from typing import Any, Callable, Sequence
 
+from builders.stages import Stage, StageInput, StageResult, Usage
 from builders.textcheck import longest_shared_run
 from mv4all.schema import (
     FrameCaption,
@@ -31,14 +32,10 @@ from mv4all.schema import (
     MVBeat,
     MVDescription,
     MVTypeTag,
-    StageInput,
-    StageResult,
     Track,
-    Usage,
     UnifiedMusicCaption,
     VisualStats,
 )
-from mv4all.stages import Stage
 
 PROMPT_VERSION = "offline-v1"
 TEMPLATE_VERSION = 1

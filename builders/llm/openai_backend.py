@@ -34,8 +34,7 @@ from builders.llm.requests import (
     parse_answer,
     with_reask,
 )
-from mv4all.schema import StageInput, StageResult, Usage
-from mv4all.stages import Stage
+from builders.stages import Stage, StageInput, StageResult, Usage
 
 MAX_RESUBMITS = 2  # Batch API: requests lost to an expired/failed batch or a transient error
 

@@ -19,9 +19,9 @@ from pydantic import BaseModel, ValidationError
 from builders import prompts
 from builders.llm import facts
 from builders.llm.images import contact_sheet, data_url
+from builders.stages import STAGES_BY_NAME, Stage, StageInput
 from builders.textcheck import MAX_SHARED_LYRIC_WORDS, longest_shared_run
-from mv4all.schema import FrameCaption, FrameCaptions, StageInput
-from mv4all.stages import STAGES_BY_NAME, Stage
+from mv4all.schema import FrameCaption, FrameCaptions
 
 FramesMode = Literal["clip", "frame", "contact"]
 DEFAULT_MAX_TOKENS = {

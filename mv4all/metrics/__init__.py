@@ -20,8 +20,8 @@ from .bertscore import (
 )
 from .bleu import BleuScore, bleu_scores, corpus_bleu, tokenize_13a
 from .predictions import (
-    PredictionSet,
     PredictionsError,
+    PredictionSet,
     dataset_references,
     fill_references,
     load_prediction_sets,

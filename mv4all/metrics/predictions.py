@@ -70,10 +70,10 @@ def read_predictions(path: str | os.PathLike) -> list[Prediction]:
 
 def dataset_references(dataset: str | os.PathLike, split: str = "test") -> dict[str, str]:
     """id -> ``mv_description_text`` of one split of a built dataset (default config)."""
-    from datasets import load_dataset
+    from mv4all.data import load_split
 
     try:
-        ds = load_dataset(str(dataset), split=split)
+        ds = load_split(dataset, "mv_description", split)
     except (ValueError, FileNotFoundError, KeyError) as exc:
         raise PredictionsError(f"cannot load split {split!r} of dataset {dataset}: {exc}") from exc
     absent = [c for c in ("id", REFERENCE_COLUMN) if c not in ds.column_names]

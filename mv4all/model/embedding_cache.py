@@ -23,6 +23,8 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from ..data import load_split
+
 EMBEDDINGS_FILE = "embeddings.safetensors"
 INDEX_FILE = "index.json"
 CACHE_VERSION = 1
@@ -55,28 +57,6 @@ class AudioFeatureReader:
 
     def __call__(self, row: Mapping[str, Any]) -> torch.Tensor:
         return self.encoder.load_features(self.path(row), self.clips, self.sampler)
-
-
-def load_split(dataset: str | os.PathLike, config: str, split: str = "train"):
-    """One split of a dataset config as a ``datasets.Dataset``.
-
-    A local build folder is read straight from its parquet shards (in memory): ``load_dataset``
-    keys its cache on the folder name and file patterns, so two builds both called ``out`` can
-    return each other's rows. Hub ids go through ``load_dataset``.
-    """
-    from datasets import Dataset, load_dataset
-
-    folder = Path(str(dataset))
-    if folder.is_dir():
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-        from datasets.table import InMemoryTable
-
-        files = sorted((folder / "data" / config).glob(f"{split}-*.parquet"))
-        if not files:
-            raise FileNotFoundError(f"{folder} has no {config}/{split} shards")
-        return Dataset(InMemoryTable(pa.concat_tables([pq.read_table(f) for f in files])))
-    return load_dataset(str(dataset), config, split=split)
 
 
 def dataset_audio(dataset: str | os.PathLike, configs=("mv_description", "music_caption")) -> dict[str, str]:

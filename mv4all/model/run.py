@@ -207,7 +207,7 @@ def _local_run_dir(run: str | os.PathLike) -> Path:
     path = Path(str(run))
     if path.exists():
         return path
-    from .weights import looks_like_hub_id
+    from ..safety import looks_like_hub_id
 
     if not looks_like_hub_id(str(run)):
         raise FileNotFoundError(f"run folder not found: {run}")

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import yaml
 
+from ..safety import looks_like_hub_id
+
 __all__ = [
     "ENCODER_ENV",
     "BASE_MODEL_ENV",
@@ -37,6 +39,7 @@ __all__ = [
     "Located",
     "file_sha256",
     "locate_audio_encoder",
+    "looks_like_hub_id",
     "locate_base_model",
     "model_files_sha256",
     "user_config",
@@ -204,12 +207,6 @@ def locate_base_model(info: dict, run_dir: str | os.PathLike, explicit: str | No
             f"the base model {base.get('id')} is not at {found.value} (from the {found.source}): "
             f"pass --base-model PATH_OR_ID (or set {BASE_MODEL_ENV})")
     return found
-
-
-def looks_like_hub_id(value: str) -> bool:
-    """``name`` or ``org/name``: not absolute, not relative-looking, at most one slash."""
-    return bool(value) and not (Path(value).is_absolute() or value.startswith((".", "~")) or value.count("/") > 1
-                                or "\\" in value)
 
 
 def _exists_or_hub(value: str) -> bool:

@@ -1,4 +1,4 @@
-"""The LLM stages of the build and the interface every text/vision backend implements.
+"""The LLM stages of the build, their per-clip inputs and results, and the interface every backend implements.
 
 A ``Stage`` says what it may read (fields of ``StageInput``) and what it returns (a
 Contract v1 output model). A backend answers a whole stage at once:
@@ -13,18 +13,68 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from mv4all.schema import (
+    FrameCaption,
     FrameCaptions,
     LyricsUnderstanding,
     MusicCaption,
+    MusicFeatures,
     MVDescription,
+    MVType,
     MVTypeTag,
-    StageInput,
-    StageResult,
+    Record,
+    Track,
     UnifiedMusicCaption,
+    VisualStats,
 )
+
+# --------------------------------------------------------------------------- stage I/O
+
+
+class StageInput(Record):
+    """The measured facts one LLM stage may read for one clip.
+
+    Each stage declares the fields it reads (``Stage.reads``); the
+    pipeline fills only those, so a stage cannot peek at what it must not use.
+    """
+
+    clip_id: str
+    track: Track | None = None
+    music_features: MusicFeatures | None = None
+    visual: VisualStats | None = None
+    frame_images: list[str] | None = None  # JPEG paths inside the work dir, one per frame
+    lyrics: str | None = None
+    music_caption: str | None = None
+    lyrics_understanding: str | None = None
+    frame_captions: list[FrameCaption] | None = None
+    mv_type: MVType | None = None
+    unified_music_caption: str | None = None
+
+
+class Usage(Record):
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+
+
+class StageResult(BaseModel):
+    """One clip's answer from a backend: an output of the stage's model, or a failure."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    clip_id: str
+    output: Any = None  # instance of the stage's output model when ok
+    error: str | None = None
+    model: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    notes: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.output is not None
 
 
 @dataclass(frozen=True)
