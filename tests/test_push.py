@@ -5,7 +5,6 @@ import json
 from typer.testing import CliRunner
 
 from mv4all.cli import app
-from mv4all.data import upload_files
 
 TOKEN = "hf_secretTOKENvalue1234567890"
 
@@ -33,7 +32,10 @@ def test_push_dataset(sample_build, monkeypatch):
     dry = runner.invoke(app, ["push", "dataset", str(sample_build.out), "--repo-id", "me/mv", "--dry-run"])
     assert dry.exit_code == 0, dry.output
     listed = [line for line in dry.stdout.splitlines() if line and not line.startswith(("would", " "))]
-    assert listed == upload_files(sample_build.out)
+    # Independent truth: everything a build wrote except mv4all's own bookkeeping (marker, lock).
+    built = sorted(p.relative_to(sample_build.out).as_posix() for p in sample_build.out.rglob("*")
+                   if p.is_file() and p.name not in (".mv4all.json", ".mv4all.lock"))
+    assert listed == built and "README.md" in built and any(f.endswith(".parquet") for f in built)
     assert FakeApi.calls == []
     real = runner.invoke(app, ["push", "dataset", str(sample_build.out), "--repo-id", "me/mv", "--private"])
     assert real.exit_code == 0, real.output

@@ -13,12 +13,8 @@ paper's Table 1 is one command. The run directory layout is documented in ``mv4a
 from __future__ import annotations
 
 import argparse
-import importlib.resources
 import json
 import os
-import platform
-import string
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,13 +23,7 @@ from typing import Any
 import torch
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-CARD_TEMPLATE = importlib.resources.files("mv4all") / "templates" / "model_card.md"  # package data
 STAGE_KEYS = ("stage1", "stage2")
-# Keys that hold local paths: stored relative to the run directory in config.yaml and run.json.
-PATH_KEYS = ("dataset", "audio_root", "embeddings", "language_model", "tokenizer", "audio_encoder_path",
-             "init_from", "output_dir")
-
 
 # --------------------------------------------------------------------------- config
 
@@ -267,67 +257,19 @@ def _stop_after(step: int):
     return StopAfter()
 
 
-def target_token_stats(tokenizer, config, train_set, cfg: dict[str, Any]) -> dict[str, int]:
-    """Token counts of the training targets (output + end marker) and whole examples: n, p50, p99, max."""
-    from mv4all.model import MV4AllCollator
-
-    collator = MV4AllCollator.for_model(tokenizer, config, combination=cfg["inputs"], instruction=cfg.get("instruction"),
-                                        target_field=cfg["target_field"], max_length=None)
-    targets, totals = [], []
-    for row in train_set:
-        ids, labels = collator.encode(row)
-        targets.append(sum(1 for t in labels if t != -100))
-        totals.append(len(ids))
-    if not targets:
-        return {"n": 0}
-
-    def pct(values, q):
-        ordered = sorted(values)
-        return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-    return {"n": len(targets), "target_p50": pct(targets, 0.5), "target_p99": pct(targets, 0.99),
-            "target_max": max(targets), "example_p99": pct(totals, 0.99), "example_max": max(totals)}
-
-
-def generation_max_new_tokens(stats: dict[str, int]) -> int:
-    """Room for the longest training target plus 10%, rounded up to a multiple of 32."""
-    longest = max(int(stats.get("target_max") or 0), int(stats.get("target_p99") or 0))
-    want = int(longest * 1.1) + 8
-    return max(64, -(-want // 32) * 32)
-
-
 def memory_estimate(cfg: dict[str, Any], stats: dict[str, int]):
-    """Estimate this stage's peak memory from configs (no weights loaded); refuse if it cannot fit."""
-    from transformers import AutoConfig
+    """This stage's peak memory from configs (no weights loaded), printed; refuse when it cannot fit."""
+    from mv4all.model.memory import check_fits, estimate_mv4all
 
-    from mv4all.model import LORA_TARGET_MODULES, MV4AllConfig
-    from mv4all.model.encoders import build_audio_encoder
-    from mv4all.model.memory import GB, estimate_training_memory, visible_device_memory
-    from mv4all.model.projector import AudioProjector
-
-    text_config = AutoConfig.from_pretrained(cfg["language_model"], revision=cfg.get("language_model_revision"))
-    mv_config = MV4AllConfig(text_config=text_config, audio_encoder=cfg["audio_encoder"],
-                             tokens_per_audio=cfg.get("tokens_per_audio", 1),
-                             projector_type=cfg.get("projector_type", "linear"))
-    with torch.device("meta"):
-        encoder = build_audio_encoder(cfg["audio_encoder"], mv_config.audio_config)
-        projector = AudioProjector(mv_config, encoder.output_dim)
     length = int(stats.get("example_max") or cfg.get("max_length") or 2048)
-    if cfg.get("max_length"):
-        length = min(length, int(cfg["max_length"]))
-    lora = (cfg.get("lora") or {}) if cfg["stage"] == 2 else {}
-    estimate = estimate_training_memory(
-        text_config, encoder_params=sum(p.numel() for p in encoder.parameters()),
-        projector_params=sum(p.numel() for p in projector.parameters()), weight_dtype=_dtype(cfg),
-        sequence_length=length, batch_size=int(cfg["batch_size"]),
-        gradient_checkpointing=bool(cfg.get("gradient_checkpointing")),
-        lora_r=int(lora.get("r", 32)) if cfg["stage"] == 2 else None, lora_pattern=LORA_TARGET_MODULES)
-    where, available = visible_device_memory()
-    print(f"{estimate.summary()}; {where}: {available / GB:.1f} GiB", flush=True)
-    if cfg.get("memory_check", True) and not estimate.fits(available):
-        raise MemoryError(
-            f"this stage needs about {estimate.total / GB:.1f} GiB per device but {where} has {available / GB:.1f} GiB: "
-            "turn on gradient_checkpointing, lower max_length or batch_size, or set memory_check: false to try anyway")
+    lora = cfg.get("lora") or {}
+    estimate = estimate_mv4all(
+        cfg["language_model"], revision=cfg.get("language_model_revision"), audio_encoder=cfg["audio_encoder"],
+        tokens_per_audio=cfg.get("tokens_per_audio", 1), projector_type=cfg.get("projector_type", "linear"),
+        weight_dtype=_dtype(cfg), sequence_length=min(length, int(cfg.get("max_length") or length)),
+        batch_size=int(cfg["batch_size"]), gradient_checkpointing=bool(cfg.get("gradient_checkpointing")),
+        lora_r=int(lora.get("r", 32)) if cfg["stage"] == 2 else None)
+    check_fits(estimate, refuse=cfg.get("memory_check", True))
     return estimate
 
 
@@ -342,7 +284,7 @@ def train(config_path: str | Path, stage: int, overrides: dict[str, Any] | None 
     from trl import SFTConfig
 
     from mv4all.model.integrity import frozen_fingerprint
-    from mv4all.model.run import load_tokenizer, weights_sha256
+    from mv4all.model.run import load_tokenizer, run_record, save_run, weights_sha256, whole_run_loss
     from mv4all.safety import claim_folder
 
     cfg = load_config(config_path, stage, overrides)
@@ -363,10 +305,12 @@ def train(config_path: str | Path, stage: int, overrides: dict[str, Any] | None 
     train_set = load_train_set(cfg)
     tokenizer = load_tokenizer(cfg.get("tokenizer") or cfg["language_model"], cfg.get("language_model_revision")) \
         if stage == 1 else load_tokenizer(str(Path(cfg["init_from"]) / "tokenizer"))
-    from mv4all.model import MV4AllConfig
+    from mv4all.model import MV4AllCollator, MV4AllConfig
 
-    stats = target_token_stats(tokenizer, MV4AllConfig(audio_encoder=cfg["audio_encoder"],
-                                                       tokens_per_audio=cfg.get("tokens_per_audio", 1)), train_set, cfg)
+    stats = MV4AllCollator.for_model(
+        tokenizer, MV4AllConfig(audio_encoder=cfg["audio_encoder"], tokens_per_audio=cfg.get("tokens_per_audio", 1)),
+        combination=cfg["inputs"], instruction=cfg.get("instruction"), target_field=cfg["target_field"],
+        max_length=None).length_stats(train_set)
     estimate = memory_estimate(cfg, stats)
     model, tokenizer = build_stage_model(cfg, tokenizer)
     base = model
@@ -393,7 +337,10 @@ def train(config_path: str | Path, stage: int, overrides: dict[str, Any] | None 
         fingerprint.check(model)
     provenance = {"supplied": supplied, "frozen_sha256": None if fingerprint is None else fingerprint.sha256,
                   "target_tokens": stats, "memory_estimate": estimate.to_dict()}
-    _finish_run(model, base, tokenizer, cfg, run_dir, trainer, result, time.time() - started, provenance)
+    record = run_record(cfg, model, run_dir, num_train=len(train_set), global_step=trainer.state.global_step,
+                        train_loss=whole_run_loss(trainer.state.log_history, result.training_loss),
+                        seconds=time.time() - started, provenance=provenance)
+    save_run(run_dir, model=model, tokenizer=tokenizer, config=cfg, record=record)
     return (run_dir, model, tokenizer) if return_model else run_dir
 
 
@@ -427,156 +374,10 @@ def last_complete_checkpoint(checkpoints: Path) -> str | None:
     return None
 
 
-def whole_run_loss(state, fallback: float) -> float:
-    """Mean training loss over every logged step of the run, resumed sessions included."""
-    losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
-    return sum(losses) / len(losses) if losses else fallback
-
-
 def _base_model_sha256(cfg: dict[str, Any]) -> str | None:
     from mv4all.model.weights import model_files_sha256
 
     return model_files_sha256(cfg["language_model"], cfg.get("language_model_revision"))
-
-
-def frozen_sha256(model) -> str:
-    """The frozen-weights hash a run records (see ``mv4all.model.integrity``)."""
-    from mv4all.model.integrity import frozen_fingerprint
-
-    return frozen_fingerprint(model).sha256
-
-
-# --------------------------------------------------------------------------- run directory
-
-
-def _finish_run(model, base, tokenizer, cfg, run_dir: Path, trainer, result, seconds: float,
-                provenance: dict[str, Any]) -> None:
-    from mv4all.describe import Decoding, save_generation_config
-    from mv4all.model.run import STAGE1_DIR, STAGE2_DIR, TOKENIZER_DIR, portable_path, save_config, save_projector
-    from mv4all.safety import atomic_write_text
-
-    if cfg["stage"] == 1:
-        save_projector(base, run_dir / STAGE1_DIR)
-    else:
-        peft_cfg = model.peft_config["default"]
-        peft_cfg.base_model_name_or_path = portable_path(cfg["language_model"], run_dir / STAGE2_DIR)
-        model.save_pretrained(str(run_dir / STAGE2_DIR), save_embedding_layers=False)
-        save_config(base.config, run_dir / STAGE2_DIR)
-    tokenizer.save_pretrained(str(run_dir / TOKENIZER_DIR))
-    save_generation_config(run_dir, Decoding(max_new_tokens=generation_max_new_tokens(provenance["target_tokens"])))
-    resolved = {k: (portable_path(v, run_dir) if k in PATH_KEYS and v else v) for k, v in cfg.items()
-                if k not in ("resume", "stop_after_steps", "disable_tqdm", "overwrite")}
-    atomic_write_text(run_dir / "config.yaml", "# resolved training config; local paths are relative to this run "
-                      "directory\n" + yaml.safe_dump(resolved, sort_keys=False))
-    info = run_info(cfg, base, run_dir, trainer, result, seconds, provenance)
-    atomic_write_text(run_dir / "README.md", render_card(info, cfg))
-    atomic_write_text(run_dir / "run.json", json.dumps(info, indent=2) + "\n")  # last: marks the run finished
-
-
-def _git_sha() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip() or None
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def _dataset_info(cfg) -> dict[str, Any]:
-    from mv4all.data import load_split
-    from mv4all.model.run import ids_sha256
-
-    dataset = str(cfg["dataset"])
-    build_id = None
-    info_file = Path(dataset) / "build_info.json"
-    if info_file.is_file():
-        build_id = json.loads(info_file.read_text()).get("build_id")
-    try:
-        test_ids = list(load_split(dataset, "mv_description", "test")["id"])
-    except (ValueError, FileNotFoundError):
-        test_ids = []
-    return {"build_id": build_id, "test_ids_sha256": ids_sha256(test_ids), "num_test": len(test_ids)}
-
-
-def run_info(cfg, base, run_dir: Path, trainer, result, seconds: float, provenance: dict[str, Any]) -> dict[str, Any]:
-    """``run.json``: what was trained, from what (base weights by id/path + sha256), how, and its figures."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from mv4all.model.run import portable_path
-
-    def pkg(name):
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return None
-
-    def where(value):
-        return {"local": value is not None and Path(str(value)).exists(),
-                "file": None if value is None else Path(str(value)).name}
-
-    mc = base.config
-    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    encoder_path, lm = cfg.get("audio_encoder_path"), cfg["language_model"]
-    return {
-        "mv4all_version": pkg("mv4all"),
-        "git_sha": _git_sha(),
-        "seed": int(cfg["seed"]),
-        "stage": int(cfg["stage"]),
-        "inputs": cfg["inputs"],
-        "init_from": portable_path(cfg.get("init_from"), run_dir),
-        "dataset": {"id": portable_path(cfg["dataset"], run_dir), "config": cfg["dataset_config"],
-                    "num_train": len(trainer.train_dataset), **_dataset_info(cfg)},
-        "audio_encoder": {"name": mc.audio_encoder, "path": portable_path(encoder_path, run_dir), **where(encoder_path),
-                          "sha256": provenance["supplied"]["audio_encoder"]},  # as supplied, before any cast
-        "tokens_per_audio": mc.tokens_per_audio,
-        "model": {"tokens_per_audio": mc.tokens_per_audio, "clips_per_audio": mc.clips_per_audio,
-                  "clip_sampler": mc.clip_sampler, "projector_type": mc.projector_type,
-                  "audio_token_id": mc.audio_token_id, "hidden_size": mc.text_config.hidden_size},
-        "base_model": {"id": portable_path(lm, run_dir), "revision": cfg.get("language_model_revision"),
-                       "local": where(lm)["local"], "sha256": provenance["supplied"]["base_model"]},
-        "precision": str(cfg.get("precision", "fp32")).lower(),
-        "frozen_sha256": provenance["frozen_sha256"],  # every frozen tensor before training; checked after
-        "target_tokens": provenance["target_tokens"],
-        "memory_estimate": provenance["memory_estimate"],
-        "embeddings": portable_path(cfg.get("embeddings"), run_dir),
-        "trainable_parameters": trainable,
-        "global_step": trainer.state.global_step,
-        "train_loss": whole_run_loss(trainer.state, result.training_loss),
-        "seconds": round(seconds, 1),
-        "versions": {n: pkg(n) for n in ("torch", "transformers", "trl", "peft", "accelerate", "datasets")},
-        "python": platform.python_version(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-
-
-def render_card(info: dict[str, Any], cfg: dict[str, Any]) -> str:
-    stage = info["stage"]
-    recipe = (f"stage 1: projector only, `{cfg['dataset_config']}`, {cfg['num_train_epochs']} epochs"
-              if stage == 1 else
-              f"stage 2 from `{info['init_from']}`: projector + LoRA r={(cfg.get('lora') or {}).get('r', 32)} "
-              f"alpha={(cfg.get('lora') or {}).get('alpha', 32)} on q/k/v/o, `{cfg['dataset_config']}`, "
-              f"{cfg['num_train_epochs']} epochs")
-    values = {
-        "base_model": info["base_model"]["id"],
-        "audio_encoder": f"{info['audio_encoder']['name']} ({info['audio_encoder']['path']})",
-        "encoder_sha256": info["audio_encoder"]["sha256"],
-        "dataset": info["dataset"]["id"],
-        "build_id": info["dataset"]["build_id"],
-        "test_ids_sha256": info["dataset"]["test_ids_sha256"],
-        "stage": stage,
-        "inputs": info["inputs"],
-        "recipe": recipe,
-        "learning_rate": cfg["learning_rate"],
-        "batch_size": cfg["batch_size"],
-        "seed": info["seed"],
-        "steps": info["global_step"],
-        "train_loss": f"{info['train_loss']:.4f}",
-        "tokens_per_audio": info["tokens_per_audio"],
-        "git_sha": info["git_sha"],
-        "version": info["mv4all_version"],
-        "precision": info["precision"],
-        "max_new_tokens": generation_max_new_tokens(info["target_tokens"]),
-    }
-    return string.Template(CARD_TEMPLATE.read_text(encoding="utf-8")).safe_substitute(values)
 
 
 # --------------------------------------------------------------------------- command line

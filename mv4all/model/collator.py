@@ -98,6 +98,26 @@ class MV4AllCollator:
                 raise ValueError(f"max_length={self.max_length} cuts into the audio placeholders")
         return ids, labels
 
+    def length_stats(self, rows) -> dict[str, int]:
+        """Token counts over ``rows``: targets (output + end marker) and whole examples, as n/p50/p99/max.
+
+        A run sizes its ``max_new_tokens`` and its memory estimate from these.
+        """
+        targets, totals = [], []
+        for row in rows:
+            ids, labels = self.encode(row)
+            targets.append(sum(1 for t in labels if t != IGNORE_INDEX))
+            totals.append(len(ids))
+        if not targets:
+            return {"n": 0}
+
+        def pct(values, q):
+            ordered = sorted(values)
+            return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+        return {"n": len(targets), "target_p50": pct(targets, 0.5), "target_p99": pct(targets, 0.99),
+                "target_max": max(targets), "example_p99": pct(totals, 0.99), "example_max": max(totals)}
+
     def _tokens(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-__all__ = ["MemoryEstimate", "estimate_training_memory", "visible_device_memory"]
+__all__ = ["MemoryEstimate", "check_fits", "estimate_mv4all", "estimate_training_memory", "visible_device_memory"]
 
 GB = 1024**3
 HEADROOM = 0.92  # CUDA context, allocator fragmentation and workspaces take the rest
@@ -52,15 +52,19 @@ class MemoryEstimate:
         return self.total <= HEADROOM * available
 
     def summary(self) -> str:
-        parts = [f"weights {self.weights / GB:.1f}", f"trainable {self.trainable_params / 1e6:.1f} M params "
-                 f"+ optimizer {self.trainable_state / GB:.2f}", f"activations {self.activations / GB:.1f}",
-                 f"logits {self.logits / GB:.1f}"]
-        return (f"memory estimate per device: {self.total / GB:.1f} GiB ({', '.join(parts)} GiB; batch "
+        parts = [f"weights {_size(self.weights)}", f"trainable {self.trainable_params / 1e6:.1f} M params "
+                 f"+ optimizer {_size(self.trainable_state)}", f"activations {_size(self.activations)}",
+                 f"logits {_size(self.logits)}"]
+        return (f"memory estimate per device: {_size(self.total)} ({', '.join(parts)}; batch "
                 f"{self.batch_size} x {self.sequence_length} tokens, gradient checkpointing "
                 f"{'on' if self.gradient_checkpointing else 'off'})")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "total": self.total}
+
+
+def _size(n: int) -> str:
+    return f"{n / GB:.1f} GiB" if n >= GB / 10 else f"{n / 2**20:.1f} MiB"
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -140,3 +144,37 @@ def visible_device_memory() -> tuple[str, int]:
     import os
 
     return "CPU RAM", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def estimate_mv4all(language_model: str, *, revision: str | None = None, audio_encoder: str = "imagebind",
+                    tokens_per_audio: int | str = 1, projector_type: str = "linear", weight_dtype: torch.dtype,
+                    sequence_length: int, batch_size: int, gradient_checkpointing: bool = False,
+                    lora_r: int | None = None) -> MemoryEstimate:
+    """``estimate_training_memory`` for an mv4all model: the LLM's config only, encoder and projector on meta."""
+    from transformers import AutoConfig
+
+    from . import LORA_TARGET_MODULES
+    from .configuration import MV4AllConfig
+    from .encoders import build_audio_encoder
+    from .projector import AudioProjector
+
+    text_config = AutoConfig.from_pretrained(language_model, revision=revision)
+    config = MV4AllConfig(text_config=text_config, audio_encoder=audio_encoder, tokens_per_audio=tokens_per_audio,
+                          projector_type=projector_type)
+    with torch.device("meta"):
+        encoder = build_audio_encoder(audio_encoder, config.audio_config)
+        projector = AudioProjector(config, encoder.output_dim)
+    return estimate_training_memory(
+        text_config, encoder_params=_count(encoder), projector_params=_count(projector), weight_dtype=weight_dtype,
+        sequence_length=sequence_length, batch_size=batch_size, gradient_checkpointing=gradient_checkpointing,
+        lora_r=lora_r, lora_pattern=LORA_TARGET_MODULES)
+
+
+def check_fits(estimate: MemoryEstimate, refuse: bool = True) -> None:
+    """Print the estimate against the visible device; raise ``MemoryError`` (before loading) if it cannot fit."""
+    where, available = visible_device_memory()
+    print(f"{estimate.summary()}; {where}: {available / GB:.1f} GiB", flush=True)
+    if refuse and not estimate.fits(available):
+        raise MemoryError(
+            f"this stage needs about {estimate.total / GB:.1f} GiB per device but {where} has {available / GB:.1f} GiB: "
+            "turn on gradient_checkpointing, lower max_length or batch_size, or set memory_check: false to try anyway")

@@ -297,3 +297,170 @@ def load_run(
         model.to(device)
     model.eval()
     return model, tokenizer, info
+
+
+# --------------------------------------------------------------------------- saving runs
+
+# Config keys that hold local paths: stored relative to the run directory in config.yaml and run.json.
+PATH_KEYS = ("dataset", "audio_root", "embeddings", "language_model", "tokenizer", "audio_encoder_path",
+             "init_from", "output_dir")
+CARD_TEMPLATE = "model_card.md"  # package data: mv4all/templates/
+
+
+def generation_max_new_tokens(target_tokens: dict[str, int]) -> int:
+    """Room for the longest training target plus 10%, rounded up to a multiple of 32."""
+    longest = max(int(target_tokens.get("target_max") or 0), int(target_tokens.get("target_p99") or 0))
+    want = int(longest * 1.1) + 8
+    return max(64, -(-want // 32) * 32)
+
+
+def whole_run_loss(log_history: list[dict], fallback: float) -> float:
+    """Mean training loss over every logged step of the run, resumed sessions included."""
+    losses = [entry["loss"] for entry in log_history if "loss" in entry]
+    return sum(losses) / len(losses) if losses else fallback
+
+
+def save_run(run_dir: str | os.PathLike, *, model, tokenizer, config: dict[str, Any], record: dict[str, Any]) -> Path:
+    """Write a finished run: trained weights, tokenizer, decoding defaults, config, card, then ``run.json``.
+
+    ``model`` is what trained (a ``PeftModel`` in stage 2); ``config`` the resolved training config;
+    ``record`` the facts ``run_record`` gathered. ``run.json`` is written last and atomically: a run
+    folder without it is unfinished.
+    """
+    import yaml
+
+    from ..describe import Decoding, save_generation_config
+    from ..safety import atomic_write_text
+
+    run_dir = Path(run_dir)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if int(config["stage"]) == 1:
+        save_projector(base, run_dir / STAGE1_DIR)
+    else:
+        model.peft_config["default"].base_model_name_or_path = portable_path(config["language_model"],
+                                                                             run_dir / STAGE2_DIR)
+        model.save_pretrained(str(run_dir / STAGE2_DIR), save_embedding_layers=False)
+        save_config(base.config, run_dir / STAGE2_DIR)
+    tokenizer.save_pretrained(str(run_dir / TOKENIZER_DIR))
+    save_generation_config(run_dir, Decoding(max_new_tokens=generation_max_new_tokens(record["target_tokens"])))
+    resolved = {k: (portable_path(v, run_dir) if k in PATH_KEYS and v else v) for k, v in config.items()
+                if k not in ("resume", "stop_after_steps", "disable_tqdm", "overwrite")}
+    atomic_write_text(run_dir / "config.yaml", "# resolved training config; local paths are relative to this run "
+                      "directory\n" + yaml.safe_dump(resolved, sort_keys=False))
+    atomic_write_text(run_dir / "README.md", render_model_card(record, config))
+    atomic_write_text(run_dir / RUN_FILE, json.dumps(record, indent=2) + "\n")
+    return run_dir
+
+
+def run_record(config: dict[str, Any], model, run_dir: str | os.PathLike, *, num_train: int, global_step: int,
+               train_loss: float, seconds: float, provenance: dict[str, Any]) -> dict[str, Any]:
+    """``run.json``: what was trained, from what (base weights by id/path + sha256), how, and its figures."""
+    import platform
+    import time
+    from importlib.metadata import PackageNotFoundError, version
+
+    def pkg(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    def where(value):
+        return {"local": value is not None and Path(str(value)).exists(),
+                "file": None if value is None else Path(str(value)).name}
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    mc = base.config
+    encoder_path, lm = config.get("audio_encoder_path"), config["language_model"]
+    return {
+        "mv4all_version": pkg("mv4all"),
+        "git_sha": _git_sha(),
+        "seed": int(config["seed"]),
+        "stage": int(config["stage"]),
+        "inputs": config["inputs"],
+        "init_from": portable_path(config.get("init_from"), run_dir),
+        "dataset": {"id": portable_path(config["dataset"], run_dir), "config": config["dataset_config"],
+                    "num_train": num_train, **_dataset_facts(config["dataset"])},
+        "audio_encoder": {"name": mc.audio_encoder, "path": portable_path(encoder_path, run_dir), **where(encoder_path),
+                          "sha256": provenance["supplied"]["audio_encoder"]},  # as supplied, before any cast
+        "tokens_per_audio": mc.tokens_per_audio,
+        "model": {"tokens_per_audio": mc.tokens_per_audio, "clips_per_audio": mc.clips_per_audio,
+                  "clip_sampler": mc.clip_sampler, "projector_type": mc.projector_type,
+                  "audio_token_id": mc.audio_token_id, "hidden_size": mc.text_config.hidden_size},
+        "base_model": {"id": portable_path(lm, run_dir), "revision": config.get("language_model_revision"),
+                       "local": where(lm)["local"], "sha256": provenance["supplied"]["base_model"]},
+        "precision": str(config.get("precision", "fp32")).lower(),
+        "frozen_sha256": provenance["frozen_sha256"],  # every frozen tensor before training; checked after
+        "target_tokens": provenance["target_tokens"],
+        "memory_estimate": provenance["memory_estimate"],
+        "embeddings": portable_path(config.get("embeddings"), run_dir),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "global_step": global_step,
+        "train_loss": train_loss,
+        "seconds": round(seconds, 1),
+        "versions": {n: pkg(n) for n in ("torch", "transformers", "trl", "peft", "accelerate", "datasets")},
+        "python": platform.python_version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def render_model_card(record: dict[str, Any], config: dict[str, Any]) -> str:
+    """The run's README.md from ``mv4all/templates/model_card.md``."""
+    import importlib.resources
+    import string
+
+    stage = record["stage"]
+    lora = config.get("lora") or {}
+    recipe = (f"stage 1: projector only, `{config['dataset_config']}`, {config['num_train_epochs']} epochs"
+              if stage == 1 else
+              f"stage 2 from `{record['init_from']}`: projector + LoRA r={lora.get('r', 32)} "
+              f"alpha={lora.get('alpha', 32)} on q/k/v/o, `{config['dataset_config']}`, "
+              f"{config['num_train_epochs']} epochs")
+    values = {
+        "base_model": record["base_model"]["id"],
+        "audio_encoder": f"{record['audio_encoder']['name']} ({record['audio_encoder']['path']})",
+        "encoder_sha256": record["audio_encoder"]["sha256"],
+        "dataset": record["dataset"]["id"],
+        "build_id": record["dataset"]["build_id"],
+        "test_ids_sha256": record["dataset"]["test_ids_sha256"],
+        "stage": stage,
+        "inputs": record["inputs"],
+        "recipe": recipe,
+        "learning_rate": config["learning_rate"],
+        "batch_size": config["batch_size"],
+        "seed": record["seed"],
+        "steps": record["global_step"],
+        "train_loss": f"{record['train_loss']:.4f}",
+        "tokens_per_audio": record["tokens_per_audio"],
+        "git_sha": record["git_sha"],
+        "version": record["mv4all_version"],
+        "precision": record["precision"],
+        "max_new_tokens": generation_max_new_tokens(record["target_tokens"]),
+    }
+    template = importlib.resources.files("mv4all") / "templates" / CARD_TEMPLATE
+    return string.Template(template.read_text(encoding="utf-8")).safe_substitute(values)
+
+
+def _git_sha() -> str | None:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                              text=True, check=True, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _dataset_facts(dataset: str | os.PathLike) -> dict[str, Any]:
+    """Build id and test-split identity of the training data (what the leaderboard compares)."""
+    from ..data import load_split
+
+    build_id = None
+    info_file = Path(str(dataset)) / "build_info.json"
+    if info_file.is_file():
+        build_id = json.loads(info_file.read_text(encoding="utf-8")).get("build_id")
+    try:
+        test_ids = list(load_split(dataset, "mv_description", "test")["id"])
+    except (ValueError, FileNotFoundError):
+        test_ids = []
+    return {"build_id": build_id, "test_ids_sha256": ids_sha256(test_ids), "num_test": len(test_ids)}
