@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from builders.split import DEFAULT_SALT, SplitSpec
+from mv4all.schema import CLIP_SECONDS, FRAME_STEP_SECONDS
 
 
 class Options(BaseModel):
@@ -16,9 +17,9 @@ class Options(BaseModel):
 
 
 class FramesOptions(Options):
-    every: float = 2.0  # seconds between sampled frames (paper: 15 frames over 30 s)
+    every: float = FRAME_STEP_SECONDS  # seconds between sampled frames (paper: 15 frames over 30 s)
     clip_start: float = 0.0  # where the 30 s clip starts in the video
-    clip_seconds: float = 30.0
+    clip_seconds: float = CLIP_SECONDS
     motion_gap: float = 0.5  # the second frame for within-shot motion
     max_side: int = 512  # JPEG size kept in the work dir
 

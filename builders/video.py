@@ -32,7 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mv4all.schema import FrameStats, VisualStats
+from mv4all.schema import CLIP_SECONDS, FRAME_STEP_SECONDS, FrameStats, VisualStats
 
 COLOUR_NAMES = ("black", "white", "gray", "red", "orange", "yellow", "green", "teal", "cyan", "blue", "purple", "pink", "brown")
 
@@ -676,9 +676,9 @@ def analyse_video(
     path,
     frames_dir: Path,
     *,
-    every: float = 2.0,
+    every: float = FRAME_STEP_SECONDS,
     clip_start: float = 0.0,
-    clip_seconds: float = 30.0,
+    clip_seconds: float = CLIP_SECONDS,
     motion_gap: float = 0.5,
     max_side: int = 512,
     min_frames: int | None = None,

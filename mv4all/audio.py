@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .schema import CLIP_SECONDS
+
 __all__ = ["AudioDecodeError", "load_audio"]
 
 
@@ -187,7 +189,7 @@ def clip_starts(
     return [step * i for i in range(num_clips)]
 
 
-def covering_clip_count(duration: float = 30.0, clip_duration: float = IMAGEBIND_CLIP_SECONDS) -> int:
+def covering_clip_count(duration: float = CLIP_SECONDS, clip_duration: float = IMAGEBIND_CLIP_SECONDS) -> int:
     """How many clips tile ``duration`` (15 two-second clips for a 30 s Music4All clip).
 
     With the "imagebind" sampler this many clips start at 0, 2, ..., 28 s: the whole clip is

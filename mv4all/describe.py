@@ -34,7 +34,7 @@ import numpy as np
 
 from .audio import AudioDecodeError, load_audio
 from .inputs import MV_INSTRUCTION, parse_combination
-from .schema import MVDescription, Prediction
+from .schema import CLIP_SECONDS, MVDescription, Prediction
 
 __all__ = [
     "GENERATION_CONFIG_FILE",
@@ -55,7 +55,7 @@ __all__ = [
     "window_audio",
 ]
 
-WINDOW_SECONDS = 30.0  # Music4All clip length: what every training example heard
+WINDOW_SECONDS = CLIP_SECONDS  # Music4All clip length: what every training example heard
 GENERATION_CONFIG_FILE = "generation_config.json"
 STOP = "###"  # the template closes the answer with "\n###"
 

@@ -15,6 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SCHEMA_VERSION = "1.0"
 
+# The two time facts every stage shares (one home): Music4All clips are 30 s, and the paper samples
+# one frame every 2 s (15 frames per clip). Training windows, describe, the frame sampler, the
+# offline writers and the sample corpus all read them from here.
+CLIP_SECONDS = 30.0
+FRAME_STEP_SECONDS = 2.0
+
 MVType = Literal[
     "Live Performance",
     "Lyric Video",

@@ -13,7 +13,7 @@ import hashlib
 import re
 import unicodedata
 
-from mv4all.schema import FrameCaption, MusicFeatures, Track, VisualStats
+from mv4all.schema import FRAME_STEP_SECONDS, FrameCaption, MusicFeatures, Track, VisualStats
 
 MAX_CHORD_CHANGES = 32
 
@@ -137,7 +137,7 @@ def _spacing(visual: VisualStats) -> str:
 def frame_times(visual: VisualStats | None, n: int) -> list[float]:
     if visual is not None and len(visual.frames) == n:
         return [fr.t for fr in visual.frames]
-    return [2.0 * i for i in range(n)]
+    return [FRAME_STEP_SECONDS * i for i in range(n)]
 
 
 def frame_timeline(visual: VisualStats | None, captions: list[FrameCaption] | None,

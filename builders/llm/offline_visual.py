@@ -15,7 +15,7 @@ byte-identical output.
 
 from __future__ import annotations
 
-from mv4all.schema import MV_TYPES, FrameCaption, FrameCaptions, FrameStats, Track, VisualStats
+from mv4all.schema import FRAME_STEP_SECONDS, MV_TYPES, FrameCaption, FrameCaptions, FrameStats, Track, VisualStats
 
 VERSION = "1"  # bump when captions or rules change: it is part of the offline backend's cache key
 BACKEND_NOTE = "offline heuristic: captions and MV type derived from measured frame statistics, no vision model"
@@ -224,7 +224,7 @@ def explain_mv_type(
     n = max(1, len(fr))
     text = visual.text_share if visual.text_share or not fr else _frac(fr, lambda f: f.text_overlay)
     face = visual.face_share if visual.face_share or not fr else _frac(fr, lambda f: f.faces > 0)
-    cpm = visual.cuts_per_minute if visual.cuts_per_minute else (visual.shot_count - 1) * 60.0 / max(1.0, visual.duration or 2.0 * n)
+    cpm = visual.cuts_per_minute if visual.cuts_per_minute else (visual.shot_count - 1) * 60.0 / max(1.0, visual.duration or FRAME_STEP_SECONDS * n)
     motion = visual.static_score
     bright = visual.brightness or (sum(f.brightness for f in fr) / n if fr else 128.0)
     sat = visual.saturation or (sum(f.saturation for f in fr) / n if fr else 0.3)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from builders.music4all import write_table
 from builders.sample.specs import ClipSpec, default_specs
+from mv4all.schema import CLIP_SECONDS
 
 SAMPLE_RATE = 44100
 
@@ -69,7 +70,7 @@ def _metadata_rows(specs: list[ClipSpec]) -> dict[str, tuple[list[str], list[lis
     }
 
 
-def write_sample_corpus(out: Path, clips: int = 18, seed: int = 0, duration: float = 30.0, workers: int = 1,
+def write_sample_corpus(out: Path, clips: int = 18, seed: int = 0, duration: float = CLIP_SECONDS, workers: int = 1,
                         progress=None) -> list[dict]:
     """Write ``clips`` synthetic tracks under ``out``; returns the ground-truth records."""
     out = Path(out)

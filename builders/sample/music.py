@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from builders.sample.specs import TONICS, ClipSpec
+from mv4all.schema import CLIP_SECONDS
 
 __all__ = ["synthesize", "write_mp3", "chord_label", "STYLES"]
 
@@ -346,7 +347,7 @@ class _Melody:
 # --------------------------------------------------------------------------- public
 
 
-def synthesize(spec: ClipSpec, duration: float = 30.0, sr: int = 44100) -> tuple[np.ndarray, dict]:
+def synthesize(spec: ClipSpec, duration: float = CLIP_SECONDS, sr: int = 44100) -> tuple[np.ndarray, dict]:
     """Render ``spec`` as mono float32 audio plus its ground truth.
 
     Truth: ``tempo``, ``beats_per_bar``, ``key`` ("A minor", spelled like the spec's

@@ -41,6 +41,7 @@ import cv2
 import numpy as np
 
 from builders.sample.specs import ClipSpec
+from mv4all.schema import CLIP_SECONDS
 
 WIDTH, HEIGHT, FPS = 320, 180, 12
 
@@ -971,7 +972,7 @@ def _detect_faces(frame: np.ndarray) -> int:
 # --------------------------------------------------------------------------- entry point
 
 
-def render_video(spec: ClipSpec, path: Path, duration: float = 30.0, audio_path: Path | None = None, *, fps: int = FPS, size: tuple[int, int] = (WIDTH, HEIGHT)) -> dict:
+def render_video(spec: ClipSpec, path: Path, duration: float = CLIP_SECONDS, audio_path: Path | None = None, *, fps: int = FPS, size: tuple[int, int] = (WIDTH, HEIGHT)) -> dict:
     """Draw and encode the clip's synthetic MV; return its ground truth.
 
     Truth keys: video_kind, mv_style, palette, has_face (verified by the Haar cascade on

@@ -12,6 +12,8 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from ..schema import CLIP_SECONDS
+
 IMAGEBIND_AUDIO_MODEL_TYPE = "mv4all_imagebind_audio"
 
 # Extra settings of each registry encoder's default config. "tiny" is the ImageBind
@@ -116,7 +118,7 @@ class MV4AllConfig(PreTrainedConfig):
     tokens_per_audio: int | str = 1
     clips_per_audio: int | None = None
     clip_sampler: str = "imagebind"
-    audio_seconds: float = 30.0
+    audio_seconds: float = CLIP_SECONDS
     projector_type: str = "linear"
     projector_bias: bool = True
     projector_hidden_act: str = "gelu"
