@@ -22,16 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from builders.checks import check_output
 from builders.config import BuildConfig
 from builders.music4all import CSV_FILES, Corpus, Music4AllError, read_music4all
 from builders.split import assign_splits, normalise_artist
-from builders.stages import LLM_STAGES, Backend, Stage, StageInput, Usage, params_hash
+from builders.stages import LLM_STAGES, STAGES_BY_NAME, Backend, Stage, StageInput, Usage, params_hash
 from builders.store import BuildLog, StageStore, file_fingerprint, stage_key
-from builders.textcheck import MAX_SHARED_LYRIC_WORDS, longest_shared_run
 from mv4all.inputs import CAPTION_INSTRUCTION, MV_INSTRUCTION
 from mv4all.safety import UnsafeOutput, atomic_write_text, check_id, claim_folder, folder_lock, inside
 from mv4all.schema import (
@@ -277,7 +276,7 @@ class Pipeline:
             if fp is None:
                 self._fail(cid, "frames", f"video not found: {cid}.mp4 in the videos folder")
             else:
-                rec = self.store.get("frames", frames_key, cid, digest=fp)
+                rec = self._usable_cpu_record(cid, "frames", self.store.get("frames", frames_key, cid, digest=fp))
                 if rec is not None:
                     self._take_cpu(cid, "frames", rec, visuals, features, cached=True)
                 else:
@@ -292,7 +291,8 @@ class Pipeline:
                 self._fail(cid, "features", f"audio file not found: {corpus.audio_relpath(cid)}", music_too=True)
                 continue
             digest = params_hash({"file": fp, "track": track_json})
-            rec = self.store.get("features", features_key, cid, digest=digest)
+            rec = self._usable_cpu_record(cid, "features",
+                                          self.store.get("features", features_key, cid, digest=digest))
             if rec is not None:
                 self._take_cpu(cid, "features", rec, visuals, features, cached=True)
             else:
@@ -338,6 +338,17 @@ class Pipeline:
     def _frames_dir(self, cid: str) -> Path:
         return inside(self.work, "frames", self.keys["frames"][0], check_id(cid))
 
+    def _usable_cpu_record(self, cid: str, stage: str, record: dict | None) -> dict | None:
+        """A stored frames/features record, or None when it must be redone (torn, or another shape)."""
+        if record is None or not record.get("ok"):
+            return record
+        try:
+            (VisualStats if stage == "frames" else MusicFeatures).model_validate(record.get("output"))
+        except ValueError as exc:
+            self.log.write("stale", stage=stage, id=cid, reason=str(exc).splitlines()[0])
+            return None
+        return record
+
     def _take_cpu(self, cid, stage, record, visuals, features, cached: bool) -> None:
         if cached:
             self.reused[stage] += 1
@@ -365,6 +376,8 @@ class Pipeline:
                 continue
             digest = params_hash(visuals[cid].model_dump(mode="json"))
             rec = self.store.get("static_filter", key, cid, digest=digest)
+            if rec is not None and not (isinstance(rec.get("keep"), bool) and isinstance(rec.get("reason"), str)):
+                rec = None  # a record of another shape: decide again
             if rec is None:
                 keep, reason = static_decision(visuals[cid], threshold)
                 rec = {"keep": keep, "reason": reason, "digest": digest}
@@ -404,7 +417,6 @@ class Pipeline:
         def full_input(cid: str) -> StageInput:
             frames_dir = self._frames_dir(cid)
             visual = visuals.get(cid)
-            fc = outputs["frame_captions"].get(cid)
             return StageInput(
                 clip_id=cid,
                 track=corpus.tracks[cid],
@@ -412,15 +424,11 @@ class Pipeline:
                 visual=visual,
                 frame_images=[str(frames_dir / f"{i:02d}.jpg") for i in range(len(visual.frames))] if visual else None,
                 lyrics=lyrics.get(cid),
-                music_caption=getattr(outputs["music_caption"].get(cid), "caption", None),
-                lyrics_understanding=getattr(outputs["lyrics_understanding"].get(cid), "text", None),
-                frame_captions=fc.captions if fc is not None else None,
-                mv_type=getattr(outputs["mv_type"].get(cid), "mv_type", None),
-                unified_music_caption=getattr(outputs["unified_music_caption"].get(cid), "caption", None),
+                **{s.name: s.handoff(outputs[s.name].get(cid)) for s in LLM_STAGES if s.output_field},
             )
 
         def eligible(stage: Stage) -> list[str]:
-            if stage.name == "music_caption":
+            if "music_caption" in stage.configs:  # needs the audio features only, never the video
                 return [c for c in ids if c in features and c not in self.caption_failures]
             out = []
             for cid in ids:
@@ -449,7 +457,14 @@ class Pipeline:
             digests[cid] = digest
             rec = self.store.get(stage.name, key, cid, digest=digest)
             if rec is not None:
-                outputs[stage.name][cid] = stage.output_model.model_validate(rec["output"])
+                try:
+                    output = stage.output_model.model_validate(rec.get("output"))
+                    check_output(stage, output, inp)
+                except ValueError as exc:  # stored under other rules or torn: answer again
+                    self.log.write("stale", stage=stage.name, id=cid, reason=str(exc))
+                    rec = None
+            if rec is not None:
+                outputs[stage.name][cid] = output
                 self.stage_models[stage.name][cid] = rec.get("model") or backend.model_for(stage)
                 self.stage_notes[stage.name][cid] = rec.get("notes") or {}
                 self.reused[stage.name] += 1
@@ -489,7 +504,7 @@ class Pipeline:
                 try:
                     output = res.output if isinstance(res.output, stage.output_model) else \
                         stage.output_model.model_validate(res.output)
-                    self._check_output(stage, output, full_input(cid))
+                    check_output(stage, output, full_input(cid))
                 except ValueError as exc:
                     self._fail(cid, stage.name, f"invalid {stage.name} output: {exc}")
                     continue
@@ -508,18 +523,6 @@ class Pipeline:
                 self._fail(cid, stage.name, f"backend {backend.id} returned no result")
             advance(len(part))
 
-    @staticmethod
-    def _check_output(stage: Stage, output: BaseModel, inp: StageInput) -> None:
-        n_frames = len(inp.visual.frames) if inp.visual else None
-        if stage.name == "mv_description" and n_frames is not None and len(output.beats) != n_frames:
-            raise ValueError(f"{len(output.beats)} beats for {n_frames} frames")
-        if stage.name == "frame_captions" and n_frames is not None and len(output.captions) != n_frames:
-            raise ValueError(f"{len(output.captions)} captions for {n_frames} frames")
-        if stage.name == "lyrics_understanding" and inp.lyrics:
-            shared = longest_shared_run(output.text, inp.lyrics)
-            if shared > MAX_SHARED_LYRIC_WORDS:
-                raise ValueError(f"it quotes {shared} consecutive words of the lyrics (max {MAX_SHARED_LYRIC_WORDS})")
-
     # ----------------------------------------------------------------- assemble + export
 
     def _provenance(self, cid: str, stages: list[str]) -> list[StageProvenance]:
@@ -533,7 +536,7 @@ class Pipeline:
                 out.append(StageProvenance(stage=name, backend=backend, model=model, prompt_version="",
                                            stage_version=version, params_hash=self.keys[name][1]))
                 continue
-            stage = next(s for s in LLM_STAGES if s.name == name)
+            stage = STAGES_BY_NAME[name]
             _, h = stage_key(stage.name, stage.version, self.backend.id, self.backend.params(stage))
             out.append(StageProvenance(
                 stage=name, backend=self.backend.id,

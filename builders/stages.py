@@ -85,11 +85,24 @@ class Stage:
     reads: frozenset[str]
     depends_on: tuple[str, ...]  # upstream stages whose outputs or decisions it uses
     modality: str  # "text" or "vision": which model a backend should use
+    # The output field later stages read, as ``StageInput.<name>``; None when no stage reads it.
+    output_field: str | None
+    # The output's list with one item per sampled frame (``builders.checks`` counts it), if any.
+    per_frame: str | None = None
+    # Dataset configs whose rows carry this output. A stage of the music_caption config runs
+    # on every clip with audio features; the others only on clips that kept their video.
+    configs: tuple[str, ...] = ("mv_description",)
 
     def restrict(self, full: StageInput) -> StageInput:
         """Keep only the fields this stage may read."""
         keep = {"clip_id"} | set(self.reads)
         return StageInput(**{k: v for k, v in full if k in keep})
+
+    def handoff(self, output: BaseModel | None) -> Any:
+        """What later stages read of ``output`` (``StageInput.<name>``); None without an output."""
+        if output is None or self.output_field is None:
+            return None
+        return getattr(output, self.output_field)
 
 
 FRAME_CAPTIONS = Stage(
@@ -99,6 +112,8 @@ FRAME_CAPTIONS = Stage(
     reads=frozenset({"visual", "frame_images"}),
     depends_on=("frames",),
     modality="vision",
+    output_field="captions",
+    per_frame="captions",
 )
 MV_TYPE = Stage(
     name="mv_type",
@@ -107,6 +122,7 @@ MV_TYPE = Stage(
     reads=frozenset({"visual", "frame_images", "frame_captions", "track"}),
     depends_on=("frames", "static_filter", "frame_captions"),
     modality="vision",
+    output_field="mv_type",
 )
 # Stage-1 target: music facts and metadata only, never frames or lyrics.
 MUSIC_CAPTION = Stage(
@@ -116,6 +132,8 @@ MUSIC_CAPTION = Stage(
     reads=frozenset({"track", "music_features"}),
     depends_on=("features",),
     modality="text",
+    output_field="caption",
+    configs=("music_caption", "mv_description"),
 )
 LYRICS_UNDERSTANDING = Stage(
     name="lyrics_understanding",
@@ -124,6 +142,7 @@ LYRICS_UNDERSTANDING = Stage(
     reads=frozenset({"track", "lyrics"}),
     depends_on=("ingest",),
     modality="text",
+    output_field="text",
 )
 UNIFIED_MUSIC_CAPTION = Stage(
     name="unified_music_caption",
@@ -132,6 +151,7 @@ UNIFIED_MUSIC_CAPTION = Stage(
     reads=frozenset({"track", "music_features", "music_caption", "lyrics_understanding"}),
     depends_on=("features", "music_caption", "lyrics_understanding"),
     modality="text",
+    output_field="caption",
 )
 MV_DESCRIPTION = Stage(
     name="mv_description",
@@ -142,6 +162,8 @@ MV_DESCRIPTION = Stage(
     ),
     depends_on=("frame_captions", "mv_type", "unified_music_caption", "lyrics_understanding"),
     modality="text",
+    output_field=None,
+    per_frame="beats",
 )
 
 LLM_STAGES: tuple[Stage, ...] = (
@@ -154,8 +176,8 @@ LLM_STAGES: tuple[Stage, ...] = (
 )
 STAGES_BY_NAME = {s.name: s for s in LLM_STAGES}
 
-# Stages that need the video (the clip must survive the static filter).
-VIDEO_STAGES = frozenset({"frame_captions", "mv_type", "mv_description"})
+# Stages that look at the video (frames or what was measured on them).
+VIDEO_STAGES = frozenset(s.name for s in LLM_STAGES if s.reads & {"visual", "frame_images"})
 
 
 @runtime_checkable

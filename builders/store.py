@@ -47,6 +47,8 @@ class StageStore:
             record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
+        if not isinstance(record, dict):  # valid JSON of another shape: as good as absent
+            return None
         if digest is not None and record.get("digest") != digest:
             return None
         return record

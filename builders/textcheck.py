@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-MAX_SHARED_LYRIC_WORDS = 8
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.UNICODE)
 
 

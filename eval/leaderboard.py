@@ -144,6 +144,7 @@ class TrainMissingSpec(_Strict):
     config: str = "train/configs/tiny.yaml"
     stage: int = 2
     overrides: dict = Field(default_factory=dict)
+    parallel: int = Field(default=1, ge=1)  # runs trained at once, one process each (small CPU models)
 
 
 class LeaderboardSpec(_Strict):
@@ -266,10 +267,8 @@ def cache_path(cfg: Config, row: Row, decoding: dict) -> Path:
     return cfg.out_dir / "predictions" / f"{_slug(source)}__{_slug(row.eval_inputs or 'train')}__{cache_key(row, decoding)}.jsonl"
 
 
-def _train_missing(cfg: Config, row: Row, log: Callable[[str], None]) -> None:
-    """Train a stage-2 run a row needs but that does not exist yet (tiny demo tables)."""
-    from train import sft
-
+def _missing_run_args(cfg: Config, row: Row) -> tuple[Path, int, dict]:
+    """(config, stage, overrides) that train a stage-2 run a row needs but that does not exist yet."""
     spec = cfg.train_missing or {}
     if not row.train_inputs:
         raise LeaderboardError(f"row {row.name!r}: {row.run_dir} does not exist and the row has no train_inputs")
@@ -278,9 +277,55 @@ def _train_missing(cfg: Config, row: Row, log: Callable[[str], None]) -> None:
     for key in ("dataset", "audio_root", "language_model", "audio_encoder_path", "init_from"):
         if overrides.get(key) and _resolve(overrides[key], cfg.base).exists():
             overrides[key] = str(_resolve(overrides[key], cfg.base))
-    log(f"training missing run {row.run_dir} (inputs {row.train_inputs})")
-    sft.train(config, int(spec.get("stage", 2)), {**overrides, "output_dir": str(row.run_dir), "inputs": row.train_inputs,
-                                                  "disable_tqdm": True})
+    overrides.update(output_dir=str(row.run_dir), inputs=row.train_inputs, disable_tqdm=True)
+    return config, int(spec.get("stage", 2)), overrides
+
+
+def _train_one(config: Path, stage: int, overrides: dict, then: tuple = ()) -> tuple[str, list[str]]:
+    """Train one run, then generate the predictions of its table rows ``then`` (``(cfg, row)`` pairs)
+    in the same process, while the other runs still train. Returns the run and the files written."""
+    from train import sft
+
+    run = str(sft.train(config, stage, overrides))
+    written = []
+    for cfg, row in then:
+        row.eval_inputs = row.eval_inputs or row.train_inputs
+        path = cache_path(cfg, row, row_decoding(cfg, row).record())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        generate_row(cfg, row, path, lambda message: print(message, flush=True))
+        written.append(str(path))
+    return run, written
+
+
+def train_missing_runs(cfg: Config, log: Callable[[str], None], generate: bool = False) -> tuple[list[Path], set[Path]]:
+    """Train every run the rows name that does not exist yet, ``parallel`` of them at a time.
+
+    With ``generate`` each worker also writes the predictions of its run's rows right after
+    training (one model load, overlapped with the runs still training). Returns the trained runs
+    and the prediction files written.
+    """
+    missing: dict[Path, list[Row]] = {}
+    for row in cfg.rows:
+        if row.run_dir is not None and not row.run_dir.is_dir():
+            if not cfg.train_missing:
+                raise LeaderboardError(f"row {row.name!r}: run directory {row.run_dir} does not exist")
+            missing.setdefault(row.run_dir, []).append(row)
+    jobs = []
+    for run_dir, rows in missing.items():
+        config, stage, overrides = _missing_run_args(cfg, rows[0])
+        log(f"training missing run {run_dir} (inputs {rows[0].train_inputs})")
+        jobs.append((config, stage, overrides, tuple((cfg, row) for row in rows) if generate else ()))
+    parallel = min(int((cfg.train_missing or {}).get("parallel", 1)), len(jobs))
+    if parallel <= 1:
+        results = [_train_one(*job) for job in jobs]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: a fresh interpreter per worker (torch and fork do not mix); each run sets its own threads
+        with ProcessPoolExecutor(max_workers=parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(_train_one, *zip(*jobs)))
+    return [Path(run) for run, _ in results], {Path(p) for _, written in results for p in written}
 
 
 def row_decoding(cfg: Config, row: Row):
@@ -345,6 +390,7 @@ class LeaderboardResult:
     generated: list[str] = field(default_factory=list)  # rows whose predictions were (re)computed
     test_ids_sha256: str = ""
     markdown: str = ""
+    predictions: dict[str, Path] = field(default_factory=dict)  # row name -> its predictions JSONL
 
 
 def top_k(values: list[float | None], k: int = TOP_K) -> set[int]:
@@ -465,15 +511,14 @@ def run_leaderboard(
     decodings: dict[str, dict] = {}
     paths: dict[str, Path] = {}
     done: set[Path] = set()
+    trained, fresh = train_missing_runs(cfg, log, generate=True)
+    for run_dir in trained:
+        check_comparable(Config(**{**cfg.__dict__, "rows": [r for r in cfg.rows if r.run_dir == run_dir]}),
+                         split_hash)
     for row in cfg.rows:
         if row.predictions is not None:
             paths[row.name] = row.predictions
             continue
-        if row.run_dir is not None and not row.run_dir.is_dir():
-            if not cfg.train_missing:
-                raise LeaderboardError(f"row {row.name!r}: run directory {row.run_dir} does not exist")
-            _train_missing(cfg, row, log)
-            check_comparable(Config(**{**cfg.__dict__, "rows": [row]}), split_hash)
         if row.run_dir is not None and row.train_inputs is None:
             from mv4all.model.run import read_run_info
 
@@ -488,7 +533,7 @@ def run_leaderboard(
         paths[row.name] = path
         if path in done:
             continue
-        if no_cache and path.exists():
+        if no_cache and path.exists() and path not in fresh:
             path.unlink()
         have = set()
         if path.is_file():
@@ -546,7 +591,7 @@ def run_leaderboard(
     bert = settings.get("bertscore") or {}
     write_chart(files["png"], cfg.rows, results, f"BERTScore F1 (L{bert.get('layer')})" if bert else "BERTScore F1")
     return LeaderboardResult(rows=cfg.rows, results=results, files=files, generated=generated,
-                             test_ids_sha256=split_hash, markdown=markdown)
+                             test_ids_sha256=split_hash, markdown=markdown, predictions=dict(paths))
 
 
 def demo_leaderboard(folder: str | os.PathLike, *, train_steps: int | None = None, no_cache: bool = False,

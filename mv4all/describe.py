@@ -372,12 +372,16 @@ class Describer:
 
         Rows are generated ``decoding.batch_size`` at a time, left-padded.
         """
+        return [text for text, _ in self.generate_with_stops(rows)]
+
+    def generate_with_stops(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, bool]]:
+        """``(text, truncated)`` per row: ``truncated`` when ``max_new_tokens`` ended it, not the end marker."""
         import torch
         from transformers import LogitsProcessorList
 
         collator = self._collator()
         device = next(self.model.parameters()).device
-        out: list[str] = []
+        out: list[tuple[str, bool]] = []
         size = self.decoding.batch_size
         kwargs = self.decoding.generate_kwargs()
         for i in range(0, len(rows), size):
@@ -395,7 +399,9 @@ class Describer:
                     **({"logits_processor": LogitsProcessorList(processors)} if processors else {}),
                 )
             new = generated[:, batch["input_ids"].shape[1] :]
-            out += [clean_generation(t) for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+            for ids, raw in zip(new, self.tokenizer.batch_decode(new, skip_special_tokens=True)):
+                ended = STOP in raw or bool((ids == self.tokenizer.eos_token_id).any())
+                out.append((clean_generation(raw), not ended and len(ids) >= int(self.decoding.max_new_tokens)))
         return out
 
     def describe(
@@ -419,11 +425,11 @@ class Describer:
 
     # ------------------------------------------------------------------ provenance
 
-    def prediction(self, row: Mapping[str, Any], text: str) -> Prediction:
+    def prediction(self, row: Mapping[str, Any], text: str, truncated: bool | None = None) -> Prediction:
         return Prediction(
             id=row["id"], prediction=text, reference=row.get("mv_description_text"), run=self.run_name,
             train_inputs=self.train_inputs, eval_inputs=self.inputs, decoding=self.decoding.record(),
-            seed=int(self.decoding.seed), model_sha=self.model_sha,
+            seed=int(self.decoding.seed), model_sha=self.model_sha, truncated=truncated,
         )
 
 
@@ -551,9 +557,8 @@ def predict_split(
             if reader is not None:
                 for r in chunk:
                     r["input_features"] = reader(r)
-            texts = describer.generate(chunk)
-            for r, text in zip(chunk, texts):
-                f.write(describer.prediction(r, text).model_dump_json() + "\n")
+            for r, (text, truncated) in zip(chunk, describer.generate_with_stops(chunk)):
+                f.write(describer.prediction(r, text, truncated).model_dump_json() + "\n")
             f.flush()
             done += len(chunk)
             if progress is not None:

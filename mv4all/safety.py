@@ -86,7 +86,7 @@ def read_marker(folder: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def claim_folder(folder: str | os.PathLike, kind: str, *, overwrite: bool = False,
-                 legacy: tuple[str, ...] = (), option: str = "--overwrite") -> Path:
+                 legacy: tuple[str, ...] = (), option: str | None = "--overwrite") -> Path:
     """Make ``folder`` provably mv4all's ``kind`` artefact, or refuse.
 
     A folder that does not exist or is empty is created and marked. One marked as ``kind`` is
@@ -103,8 +103,9 @@ def claim_folder(folder: str | os.PathLike, kind: str, *, overwrite: bool = Fals
     if marker is None and folder.is_dir() and any(folder.iterdir()):
         ours = legacy and all((folder / name).exists() for name in legacy)
         if not (ours or overwrite):
+            way_out = f", or pass {option} to write into it (nothing of yours is deleted)" if option else ""
             raise UnsafeOutput(f"{folder} is not empty and not an mv4all {kind} (no {MARKER}): choose a new or empty "
-                               f"folder, or pass {option} to write into it (nothing of yours is deleted)")
+                               f"folder{way_out}")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if marker is None:

@@ -1,4 +1,4 @@
-"""Contract v1: every record that crosses a boundary in mv4all.
+"""Contract v1.1: every record that crosses a boundary in mv4all.
 
 One place defines what a dataset row is (``Example``), what the builder's stages
 consume (``StageInput``) and produce (the output models), and the Hugging Face
@@ -13,7 +13,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: MVDescription.closing (the paper's closing sentence), Prediction.truncated
 
 # The two time facts every stage shares (one home): Music4All clips are 30 s, and the paper samples
 # one frame every 2 s (15 frames per clip). Training windows, describe, the frame sampler, the
@@ -221,15 +221,18 @@ def _unbold(text: str) -> str:
 
 
 class MVDescription(Record):
-    """The target: an overview plus one beat per sampled frame (paper, Figure 4)."""
+    """The target: an overview, one beat per sampled frame and a closing sentence (paper, Figure 4)."""
 
     overview: str
     beats: list[MVBeat]
+    closing: str = ""  # since contract 1.1; rendered as its own paragraph after the beats
 
     def render(self) -> str:
         lines = ["**Overview:**", self.overview.strip(), "", "**Frame-by-frame Breakdown:**"]
         for i, beat in enumerate(self.beats, start=1):
             lines.append(f"{i}. **{beat.title.strip()}:** {beat.text.strip()}")
+        if self.closing.strip():
+            lines += ["", self.closing.strip()]
         return "\n".join(lines)
 
     @classmethod
@@ -238,15 +241,25 @@ class MVDescription(Record):
 
         Accepts missing bold markers, ``Overview:`` on the same line as its text,
         extra blank lines and spaces, bullets, fewer beats, and beats without a title.
-        Text that has no structure at all becomes the overview.
+        Text that has no structure at all becomes the overview. A paragraph after a blank line
+        that ends the beats is the closing sentence.
         """
         overview: list[str] = []
         beats: list[MVBeat] = []
+        closing: list[str] = []
         section = "overview"
         for raw in text.splitlines():
             line = raw.strip()
             if not line:
+                if section == "beats" and beats:
+                    section = "after-beats"
                 continue
+            if section in ("after-beats", "closing") and not _ITEM_RE.match(line):
+                section = "closing"
+                closing.append(_unbold(line))
+                continue
+            if section == "after-beats":
+                section = "beats"
             if _BREAKDOWN_RE.match(_unbold(line)):
                 section = "beats"
                 continue
@@ -266,7 +279,7 @@ class MVDescription(Record):
                 if not plain:
                     continue
             overview.append(plain)
-        return cls(overview=" ".join(overview).strip(), beats=beats)
+        return cls(overview=" ".join(overview).strip(), beats=beats, closing=" ".join(closing).strip())
 
 
 def _split_title(body: str) -> tuple[str, str, str]:
@@ -402,7 +415,7 @@ def _features():
             "music_caption": s,
             "unified_music_caption": s,
             "frame_captions": List({"t": f64, "caption": s}),
-            "mv_description": {"overview": s, "beats": List({"title": s, "text": s})},
+            "mv_description": {"overview": s, "beats": List({"title": s, "text": s}), "closing": s},
             "mv_description_text": s,
             "instruction": s,
             "static_score": f64,
@@ -458,3 +471,4 @@ class Prediction(Record):
     decoding: dict[str, Any] = Field(default_factory=dict)  # generation settings (max_new_tokens, sampling, ...)
     seed: int | None = None
     model_sha: str | None = None  # revision/hash of the weights that produced the text
+    truncated: bool | None = None  # since 1.1: the length limit ended the text, not the model (None: unknown)

@@ -33,3 +33,13 @@ def test_help_lists_commands():
     assert res.exit_code == 0
     for cmd in ("sample", "build", "push", "demo"):
         assert cmd in res.output
+
+
+def test_build_with_a_missing_videos_folder_fails_clearly(mini_corpus, tmp_path):
+    missing = tmp_path / "no-such-videos"
+    res = CliRunner().invoke(app, ["build", "--music4all", str(mini_corpus), "--videos", str(missing),
+                                   "--out", str(tmp_path / "out"), "--quiet"], terminal_width=400)
+    assert res.exit_code == 2, res.output
+    assert f"videos folder not found: {missing}" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "out" / "README.md").exists() and not (tmp_path / "out" / "data").exists()
+    assert not (tmp_path / "out.work" / "stages").exists()  # failed before any work

@@ -98,3 +98,54 @@ def test_videos_in_other_containers_are_found(tmp_path):
     assert find_video(tmp_path, "a" * 16).suffix == ".webm"
     assert find_video(tmp_path, "b" * 16).suffix == ".mp4"  # the documented layout wins
     assert find_video(tmp_path, "c" * 16) is None
+
+
+class FailingChunkBackend:
+    """The offline backend, two clips per call, whose second call of one stage raises (a dropped
+    connection half-way through a stage)."""
+
+    max_batch = 2
+
+    def __init__(self, stage: str):
+        from builders.llm.offline import OfflineBackend
+
+        self.inner = OfflineBackend()
+        self.id = self.inner.id
+        self.stage, self.calls = stage, 0
+
+    def model_for(self, stage):
+        return self.inner.model_for(stage)
+
+    def prompt_version(self, stage):
+        return self.inner.prompt_version(stage)
+
+    def params(self, stage):
+        return self.inner.params(stage)
+
+    def run(self, stage, inputs):
+        if stage.name == self.stage:
+            self.calls += 1
+            if self.calls == 2:
+                raise ConnectionError("connection reset by peer")
+        return self.inner.run(stage, inputs)
+
+
+def test_backend_raising_mid_stage_fails_those_clips_and_a_rerun_resumes(mini_corpus, mini_build, tmp_path):
+    from builders.config import BuildConfig
+    from builders.pipeline import build
+
+    copy_cpu_work(mini_build.work, tmp_path / "work")
+    cfg = BuildConfig(music4all=mini_corpus, out=tmp_path / "out", work_dir=tmp_path / "work")
+    first = build(cfg, backend=FailingChunkBackend("mv_type"), progress=False)
+    hit = sorted(_ids(mini_corpus))[2:]  # the second chunk of two
+    assert sorted(f.id for f in first.failures) == hit
+    assert all(f.stage == "mv_type" and "connection reset by peer" in f.reason for f in first.failures)
+    assert {r["id"] for s in first.rows["mv_description"].values() for r in s} == set(_ids(mini_corpus)) - set(hit)
+    assert first.count("music_caption") == 4  # the stages before still finished for every clip
+    failed = [json.loads(x)["id"] for x in (first.out / "failures.jsonl").read_text().splitlines()]
+    assert sorted(failed) == hit
+    second = build(cfg, progress=False)
+    assert {s: n for s, n in second.computed.items() if n} == {"mv_type": 2, "unified_music_caption": 2,
+                                                                "mv_description": 2}
+    assert second.rows == mini_build.result.rows and second.build_id == mini_build.result.build_id
+    assert not second.failures and not (first.out / "failures.jsonl").read_text().strip()

@@ -178,3 +178,37 @@ def test_shipped_configs_list_every_row():
         cfg = L.load_config(path)
         assert len(cfg.rows) == len(raw["rows"])
     assert yaml.safe_load(L.PAPER_CONFIG.read_text())["bertscore"] == {"model": "roberta-large", "layer": 17}
+
+
+def test_a_missing_run_is_trained_once_with_train_missing(inference_runs, tmp_path):
+    from tests.conftest import TINY_YAML
+
+    runs = inference_runs
+    missing = tmp_path / "runs" / "stage2-2+3"
+    cfg = {"dataset": str(runs.build.out), "audio_root": str(runs.build.corpus), "out_dir": str(tmp_path / "out"),
+           "device": "cpu", "decoding": {"max_new_tokens": 8, "batch_size": 4},
+           "train_missing": {"config": str(TINY_YAML), "overrides": {
+               "dataset": str(runs.build.out), "audio_root": str(runs.build.corpus),
+               "language_model": str(runs.tiny["llm"]), "audio_encoder_path": str(runs.tiny["audio_encoder"]),
+               "init_from": str(runs.stage1), "max_steps": 2}},
+           "rows": [{"name": "2+3", "group": "ablation", "run_dir": str(missing), "train_inputs": "2+3"}]}
+    logs: list[str] = []
+    result = L.run_leaderboard(cfg, log=logs.append)
+    info = json.loads((missing / "run.json").read_text())
+    assert (info["stage"], info["inputs"], info["global_step"]) == (2, "2+3", 2)
+    assert sum("training missing run" in m for m in logs) == 1 and result.generated == ["2+3"]
+    (row,) = json.loads(result.files["json"].read_text())["results"]
+    assert (row["name"], row["train_inputs"], row["eval_inputs"]) == ("2+3", "2+3", "2+3") and row["n"] > 0
+    trained = (missing / "run.json").read_bytes()
+    logs.clear()
+    again = L.run_leaderboard(cfg, log=logs.append)  # now it exists: neither trained nor generated again
+    assert not any("training missing run" in m for m in logs) and again.generated == []
+    assert (missing / "run.json").read_bytes() == trained
+    # refused, naming the row: no train_missing section, or no train_inputs to train with
+    other = {**cfg, "rows": [{"name": "1+3", "group": "ablation", "run_dir": str(tmp_path / "runs" / "nope")}]}
+    with pytest.raises(L.LeaderboardError, match="row '1\\+3'.*has no train_inputs"):
+        L.run_leaderboard({**other, "out_dir": str(tmp_path / "out2")}, log=logs.append)
+    without = {k: v for k, v in other.items() if k != "train_missing"}
+    with pytest.raises(L.LeaderboardError, match="row '1\\+3': run directory .* does not exist"):
+        L.run_leaderboard({**without, "out_dir": str(tmp_path / "out3")}, log=logs.append)
+    assert not (tmp_path / "runs" / "nope").exists()

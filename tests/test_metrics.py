@@ -25,9 +25,17 @@ ROOT = Path(__file__).resolve().parents[1]
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1",
                "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
-# Two pairs whose scores are counted by hand below.
+# Two pairs whose scores are counted by hand below (test_bleu_hand_computed, test_rouge_l_hand_computed).
 HAND_PREDS = ["the cat sat on the mat", "a dog"]
 HAND_REFS = ["the cat sat on a mat", "a dog runs fast"]
+HAND_BP = math.exp(1 - 10 / 8)
+HAND_SCORES = {
+    "bleu_1": 100 * 7 / 8 * HAND_BP,
+    "bleu_4": 100 * HAND_BP * (7 / 8 * 4 / 6 * 2 / 4 * 1 / 3) ** 0.25,
+    "rouge_l_precision": 100 * (5 / 6 + 1) / 2,
+    "rouge_l_recall": 100 * (5 / 6 + 1 / 2) / 2,
+    "rouge_l_f1": 100 * (5 / 6 + 2 / 3) / 2,
+}
 
 WORDS = ("the a singer stage light neon city night dance crowd camera slow close-up shot , . ! rain 2024 "
          "3.5 don't (intro) \"live\" & <b> - guitar drums smoke colour Overview: 1. **Frame**").split()
@@ -70,10 +78,10 @@ def test_bleu_hand_computed():
     #   3-grams: "the cat sat","cat sat on" = 2 of 4; pair 2 has none            -> 2/4
     #   4-grams: "the cat sat on" = 1 of 3                                        -> 1/3
     # Lengths: 8 predicted vs 10 reference tokens -> brevity penalty exp(1 - 10/8).
-    bp = math.exp(1 - 10 / 8)
+    bp = HAND_BP
     b1, b4 = M.corpus_bleu(HAND_PREDS, HAND_REFS, 1), M.corpus_bleu(HAND_PREDS, HAND_REFS, 4)
-    assert b1.bleu == pytest.approx(100 * 7 / 8 * bp, abs=1e-9)
-    assert b4.bleu == pytest.approx(100 * bp * (7 / 8 * 4 / 6 * 2 / 4 * 1 / 3) ** 0.25, abs=1e-9)
+    assert b1.bleu == pytest.approx(HAND_SCORES["bleu_1"], abs=1e-9)
+    assert b4.bleu == pytest.approx(HAND_SCORES["bleu_4"], abs=1e-9)
     assert b4.precisions == pytest.approx((100 * 7 / 8, 100 * 4 / 6, 100 * 2 / 4, 100 / 3))
     assert (b1.translation_length, b1.reference_length, b1.brevity_penalty) == (8, 10, pytest.approx(bp))
 
@@ -85,9 +93,9 @@ def test_rouge_l_hand_computed():
     pairs = M.rouge_l_pairs(HAND_PREDS, HAND_REFS)
     assert pairs[0] == pytest.approx((5 / 6, 5 / 6, 5 / 6)) and pairs[1] == pytest.approx((1, 0.5, 2 / 3))
     scores = M.rouge_l(HAND_PREDS, HAND_REFS)
-    assert scores["precision"] == pytest.approx(100 * (5 / 6 + 1) / 2)
-    assert scores["recall"] == pytest.approx(100 * (5 / 6 + 1 / 2) / 2)
-    assert scores["f1"] == pytest.approx(100 * (5 / 6 + 2 / 3) / 2)
+    assert scores["precision"] == pytest.approx(HAND_SCORES["rouge_l_precision"])
+    assert scores["recall"] == pytest.approx(HAND_SCORES["rouge_l_recall"])
+    assert scores["f1"] == pytest.approx(HAND_SCORES["rouge_l_f1"])
 
 
 def test_bertscore_greedy_matching_hand_computed():
@@ -166,11 +174,12 @@ def test_rouge_l_matches_rouge_score_per_pair():
     preds += ["Ünïcode CAFÉ İstanbul K-pop 2x", "", "!!!", "running runs ran"]
     refs += ["unicode café istanbul k pop", "something", "words here", "run running"]
     ours = M.rouge_l_pairs(preds, refs)
-    for (p, r, f), pred, ref in zip(ours, preds, refs):
-        s = scorer.score(ref, pred)["rougeL"]
+    theirs = [scorer.score(ref, pred)["rougeL"] for pred, ref in zip(preds, refs)]
+    for (p, r, f), s, pred, ref in zip(ours, theirs, preds, refs):
         assert (p, r, f) == pytest.approx((s.precision, s.recall, s.fmeasure), abs=1e-12), (pred, ref)
     means = M.rouge_l(preds, refs)
-    assert means["f1"] == pytest.approx(100 * sum(f for _, _, f in ours) / len(ours))
+    assert means["precision"] == pytest.approx(100 * sum(s.precision for s in theirs) / len(theirs))
+    assert means["f1"] == pytest.approx(100 * sum(s.fmeasure for s in theirs) / len(theirs))
 
 
 def test_bertscore_matches_bert_score(minilm, scorer):
@@ -244,9 +253,14 @@ def test_evaluate_load_offline_in_subprocess(tmp_path, minilm):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    expected = M.compute(HAND_PREDS, HAND_REFS, bertscore_model=minilm, bertscore_layer=6)
-    for key, _ in M.SCORE_COLUMNS:
-        assert got[key] == pytest.approx(getattr(expected, key), abs=1e-4), key
+    import bert_score
+
+    P, R, F = bert_score.score(HAND_PREDS, HAND_REFS, model_type=minilm, num_layers=6, device="cpu")
+    expected = {**HAND_SCORES, "bertscore_precision": 100 * P.mean().item(),
+                "bertscore_recall": 100 * R.mean().item(), "bertscore_f1": 100 * F.mean().item()}
+    assert set(expected) == {key for key, _ in M.SCORE_COLUMNS}
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, abs=1e-4), key
     assert got["bertscore_layer"] == 6 and got["settings"]["bertscore"]["comparable_to_paper"] is False
     assert got["settings"]["bleu"]["tokenize"] == "13a" and got["settings"]["rouge"]["use_stemmer"] is False
 
@@ -299,11 +313,16 @@ def test_cli_fills_references_from_dataset(tmp_path, dataset_dir):
     assert "BLEU-1" in res.output and "run1" in res.output
     report = json.loads(out.read_text())
     row = report["results"][0]
-    expected = M.compute(  # with --dataset every line is scored against the dataset (b's own reference is not)
-        ["reference for a on the stage", "a band on a stage", "reference for c"],
-        ["reference for a on a stage", "reference for b on a stage", "reference for c on a stage"], bertscore=False)
+    # With --dataset every line is scored against the dataset's reference (b's own is ignored):
+    #   a: "reference for a on the stage" vs "reference for a on a stage"  LCS 5 of 6/6   F 5/6
+    #   b: "a band on a stage" vs "reference for b on a stage"              LCS 3 of 5/6  F 6/11
+    #   c: "reference for c" vs "reference for c on a stage"                LCS 3 of 3/6  F 2/3
+    # BLEU: clipped 1-grams 5+3+3 of 14, 2-grams 3+2+2 of 11, 3-grams 2+1+1 of 8, 4-grams 1+0+0 of 5;
+    # 14 predicted vs 18 reference tokens.
+    bleu_4 = 100 * math.exp(1 - 18 / 14) * (11 / 14 * 7 / 11 * 4 / 8 * 1 / 5) ** 0.25
     assert row["name"] == "run1" and row["n"] == 3 and row["predictions"] == str(preds)
-    assert row["bleu_4"] == pytest.approx(expected.bleu_4) and row["rouge_l_f1"] == pytest.approx(expected.rouge_l_f1)
+    assert row["bleu_4"] == pytest.approx(bleu_4, abs=1e-9)
+    assert row["rouge_l_f1"] == pytest.approx(100 * (5 / 6 + 6 / 11 + 2 / 3) / 3, abs=1e-9)
     assert report["settings"]["bertscore"] is None and report["settings"]["scale"] == 100
 
 

@@ -279,15 +279,12 @@ def test_bad_input_is_a_failure_not_an_exception():
 
 
 def test_vision_stages_call_offline_visual(monkeypatch):
-    """frame_captions/mv_type are answered by builders.llm.offline_visual (faked here)."""
-    import sys
-    import types
-
+    """frame_captions/mv_type are answered by builders.llm.offline.visual (faked here)."""
+    from builders.llm.offline import visual as offline_visual
     from builders.stages import FRAME_CAPTIONS, MV_TYPE
     from mv4all.schema import FrameCaptions
 
     seen = {}
-    fake = types.ModuleType("builders.llm.offline_visual")
 
     def caption_frames(v):
         seen["caption_frames"] = v
@@ -297,8 +294,8 @@ def test_vision_stages_call_offline_visual(monkeypatch):
         seen["classify"] = (v, captions, track)
         return "Dance Performance"
 
-    fake.caption_frames, fake.classify_mv_type = caption_frames, classify_mv_type
-    monkeypatch.setitem(sys.modules, "builders.llm.offline_visual", fake)
+    monkeypatch.setattr(offline_visual, "caption_frames", caption_frames)
+    monkeypatch.setattr(offline_visual, "classify_mv_type", classify_mv_type)
     backend = OfflineBackend()
     caps = one(backend, FRAME_CAPTIONS, full_input())
     assert caps.ok and caps.model == "offline-visual-stats" and len(caps.output.captions) == 15
@@ -310,7 +307,7 @@ def test_vision_stages_call_offline_visual(monkeypatch):
 
 
 def test_vision_stages_delegate_to_offline_visual():
-    __import__("builders.llm.offline_visual")
+    __import__("builders.llm.offline.visual")
     from builders.stages import FRAME_CAPTIONS, MV_TYPE
 
     backend = OfflineBackend()
@@ -327,6 +324,17 @@ def test_vision_stages_delegate_to_offline_visual():
 def test_pretty_chords():
     assert pretty_chord("A:min") == "Am" and pretty_chord("C:maj") == "C" and pretty_chord("N") == "N"
     assert pretty_chord("F#:min7") == "F#m7"
+
+
+def test_chord_names_match_the_prompts_on_every_madmom_label():
+    """Offline captions and OpenAI prompts read chords through builders.music_theory: on the
+    labels madmom writes they differ only in how they spell "no chord"."""
+    from builders.llm import facts
+
+    roots = ["C", "C#", "Db", "D", "D#", "Eb", "E", "F", "F#", "Gb", "G", "G#", "Ab", "A", "A#", "Bb", "B"]
+    for label in [f"{root}:{quality}" for root in roots for quality in ("maj", "min")]:
+        assert pretty_chord(label) == facts.pretty_chord(label), label
+    assert (pretty_chord("N"), facts.pretty_chord("N")) == ("N", "no chord")
 
 
 def test_sample_lyrics_shape():

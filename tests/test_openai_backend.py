@@ -208,7 +208,7 @@ def test_online_build_faults_cache_and_rerun(mini_corpus, mini_build, tmp_path, 
         prov = {p["stage"]: p for p in row["provenance"]["stages"]}
         assert prov["mv_description"]["backend"] == "openai"
         assert prov["mv_description"]["model"] == "gpt-4o-mini-2024-07-18"
-        assert prov["mv_description"]["prompt_version"].startswith("mv_description.v1+")
+        assert prov["mv_description"]["prompt_version"].startswith("mv_description.v2+")
         assert len(row["mv_description"]["beats"]) == len(row["frame_captions"]) == 15
         usage = first.usage
         assert usage["frame_captions"].requests >= 3 and usage["frame_captions"].cost_usd > 0

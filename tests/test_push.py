@@ -32,10 +32,14 @@ def test_push_dataset(sample_build, monkeypatch):
     dry = runner.invoke(app, ["push", "dataset", str(sample_build.out), "--repo-id", "me/mv", "--dry-run"])
     assert dry.exit_code == 0, dry.output
     listed = [line for line in dry.stdout.splitlines() if line and not line.startswith(("would", " "))]
-    # Independent truth: everything a build wrote except mv4all's own bookkeeping (marker, lock).
-    built = sorted(p.relative_to(sample_build.out).as_posix() for p in sample_build.out.rglob("*")
-                   if p.is_file() and p.name not in (".mv4all.json", ".mv4all.lock"))
-    assert listed == built and "README.md" in built and any(f.endswith(".parquet") for f in built)
+    # Written out by hand: the README's allowlist (card, parquet, failures, build info), one parquet
+    # file per config and split of the sample build, in path order; never the marker or the lock.
+    expected = ["README.md", "build_info.json",
+                "data/music_caption/test-00000-of-00001.parquet", "data/music_caption/train-00000-of-00001.parquet",
+                "data/mv_description/test-00000-of-00001.parquet", "data/mv_description/train-00000-of-00001.parquet",
+                "failures.jsonl"]
+    assert listed == expected
+    assert (sample_build.out / ".mv4all.json").is_file()  # present in the folder, and not listed
     assert FakeApi.calls == []
     real = runner.invoke(app, ["push", "dataset", str(sample_build.out), "--repo-id", "me/mv", "--private"])
     assert real.exit_code == 0, real.output

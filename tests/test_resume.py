@@ -1,6 +1,8 @@
 """Crash safety and incremental rebuilds on the mini corpus (4 clips)."""
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from builders.store import read_log
-from tests.conftest import _build, copy_cpu_work
+from tests.conftest import _build, copy_corpus, copy_cpu_work
 
 
 def _tables(out: Path) -> dict:
@@ -69,3 +71,58 @@ def test_changing_static_threshold_reruns_only_downstream(mini_corpus, mini_buil
     assert computed["frames"] == 0 and computed["features"] == 0 and computed["music_caption"] == 0
     assert computed["static_filter"] == 4
     assert changed.result.build_id != base.result.build_id  # the option is part of the build
+
+
+def _record(work: Path, stage: str, clip: str) -> Path:
+    (key,) = list((work / "stages" / stage).iterdir())
+    return key / f"{clip}.json"
+
+
+def test_damaged_stage_records_are_redone(mini_corpus, mini_build, tmp_path):
+    shutil.copytree(mini_build.work, tmp_path / "work")
+    a, b, c, _ = sorted(p.stem for p in (mini_corpus / "audios").glob("*.mp3"))
+    frames = _record(tmp_path / "work", "frames", a)
+    frames.write_bytes(frames.read_bytes()[: frames.stat().st_size // 2])  # torn JSON
+    _record(tmp_path / "work", "lyrics_understanding", b).write_bytes(b"")  # empty file
+    mv_type = _record(tmp_path / "work", "mv_type", c)
+    record = json.loads(mv_type.read_text(encoding="utf-8"))
+    mv_type.write_text(json.dumps({**record, "output": {"mv_type": "Opera"}}), encoding="utf-8")  # not a type
+    again = _build(mini_corpus, tmp_path)
+    computed = {stage: n for stage, n in again.result.computed.items() if n}
+    assert computed == {"frames": 1, "lyrics_understanding": 1, "mv_type": 1}
+    assert again.result.rows == mini_build.result.rows and not again.result.failures
+
+
+@pytest.mark.parametrize("stage, damage", [
+    ("frames", lambda record: []),  # JSON, but not an object
+    ("frames", lambda record: {**record, "output": {**record["output"], "width": "wide"}}),  # an older schema
+    ("static_filter", lambda record: {k: v for k, v in record.items() if k != "keep"}),
+    ("lyrics_understanding", lambda record: {k: v for k, v in record.items() if k != "output"}),
+], ids=["frames-not-an-object", "frames-invalid-output", "static-filter-no-decision", "llm-no-output"])
+def test_stage_records_of_the_wrong_shape_are_redone(mini_corpus, mini_build, tmp_path, stage, damage):
+    shutil.copytree(mini_build.work, tmp_path / "work")
+    clip = sorted(p.stem for p in (mini_corpus / "audios").glob("*.mp3"))[0]
+    path = _record(tmp_path / "work", stage, clip)
+    path.write_text(json.dumps(damage(json.loads(path.read_text(encoding="utf-8")))), encoding="utf-8")
+    again = _build(mini_corpus, tmp_path)
+    assert again.result.computed[stage] == 1 and again.result.rows == mini_build.result.rows
+
+
+def test_edited_lyrics_rerun_only_the_stages_that_read_them(mini_corpus, mini_build, tmp_path):
+    corpus = copy_corpus(mini_corpus, tmp_path / "m4a")  # copied with their times: nothing else looks changed
+    shutil.copytree(mini_build.work, tmp_path / "work")
+    clip = sorted(p.stem for p in (corpus / "lyrics").glob("*.txt"))[0]
+    (corpus / "lyrics" / f"{clip}.txt").write_text(
+        "The tide comes in across the harbour wall\nI watch the fishing boats go out to sea\n\n"
+        "Salt in the wind and waves against the pier\nThe lighthouse turns and calls the sailors home\n",
+        encoding="utf-8")
+    again = _build(corpus, tmp_path)
+    computed = {stage: n for stage, n in again.result.computed.items() if n}
+    assert computed == {"lyrics_understanding": 1, "unified_music_caption": 1, "mv_description": 1}
+    before = {r["id"]: r for split in mini_build.result.rows["mv_description"].values() for r in split}
+    after = {r["id"]: r for split in again.result.rows["mv_description"].values() for r in split}
+    assert after.keys() == before.keys()
+    assert "sea" in after[clip]["lyrics_understanding"] and "sea" not in before[clip]["lyrics_understanding"]
+    for key in ("mv_type", "music_caption", "frame_captions"):
+        assert after[clip][key] == before[clip][key], key
+    assert all(after[i] == {**before[i], "provenance": after[i]["provenance"]} for i in after if i != clip)

@@ -145,29 +145,47 @@ def test_generation_for_every_input_combination(tiny_runs):
 
     model, tok, _ = load_run(tiny_runs.stage2)
     row = _rows(tiny_runs.build, n=1)[0]
+    assert row["genres"] and row["mv_type"] and row["lyrics_understanding"]
     reader = AudioFeatureReader.for_model(model.get_base_model(), tiny_runs.build.corpus)
     audio_id = model.config.audio_token_id
-    prompts = {}
+    prompts, logits = {}, {}
     for combo in all_combinations():
+        used = parse_combination(combo)
         collate = MV4AllCollator.for_model(tok, model.config, combination=combo, audio_features=reader, inference=True)
         batch = collate([row])
         ids = batch["input_ids"][0].tolist()
-        assert ids.count(audio_id) == (model.config.num_audio_tokens if 1 in parse_combination(combo) else 0), combo
-        assert ("input_features" in batch) == (1 in parse_combination(combo))
+        assert ids.count(audio_id) == (model.config.num_audio_tokens if 1 in used else 0), combo
+        assert ("input_features" in batch) == (1 in used)
+        # each chosen modality is rendered with the row's value, each other one is absent
+        text = tok.decode(ids)
+        for number, line in ((2, f"Genres: {', '.join(row['genres'])}\n"), (3, f"MV type: {row['mv_type']}\n"),
+                             (4, f"Lyrics understanding: {row['lyrics_understanding'].strip()}\n")):
+            assert (line in text) == (number in used), (combo, line)
         prompts[combo] = tuple(ids)
         with torch.no_grad():
+            logits[combo] = model(**batch).logits[0, -1]
             out = model.generate(**batch, max_new_tokens=8, min_new_tokens=8, do_sample=False)
-            again = model.generate(**batch, max_new_tokens=8, min_new_tokens=8, do_sample=False)
-        assert out.shape[1] - len(ids) == 8 and torch.equal(out, again), combo  # runs, and greedy is deterministic
+        assert out.shape[1] - len(ids) == 8, combo
     assert len(set(prompts.values())) == len(prompts)  # every combination renders a different prompt
+    combos = list(logits)
+    for i, a in enumerate(combos):  # ... and the model's next-token distribution differs with it
+        for b in combos[i + 1 :]:
+            assert not torch.allclose(logits[a], logits[b], atol=1e-4), (a, b)
 
 
-def test_embed_cache_matches_on_the_fly(tiny_runs):
+@pytest.fixture(scope="module")
+def embeddings(tiny_runs) -> Path:
+    """`mv4all embed` over the sample build with the tiny encoder."""
     out = tiny_runs.root / "cache"
     result = CliRunner().invoke(app, [
         "embed", "--dataset", str(tiny_runs.build.out), "--audio-root", str(tiny_runs.build.corpus),
         "--encoder", str(tiny_runs.tiny["audio_encoder"]), "--out", str(out), "--device", "cpu"])
     assert result.exit_code == 0, result.output
+    return out
+
+
+def test_embed_cache_matches_on_the_fly(tiny_runs, embeddings):
+    out = embeddings
     cache = EmbeddingCache(out)
     index = json.loads((out / "index.json").read_text())
     info = json.loads((tiny_runs.stage1 / "run.json").read_text())
@@ -186,6 +204,19 @@ def test_embed_cache_matches_on_the_fly(tiny_runs):
     torch.testing.assert_close(model(**cached).loss, model(**live).loss, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="does not match"):
         cache.check(model, "0" * 64)
+
+
+def test_training_from_the_embedding_cache_needs_no_audio(tiny_runs, embeddings, tmp_path):
+    kw = dict(max_steps=3, save_steps=100)
+    live = sft.train(TINY_YAML, 1, tiny_runs.common(output_dir=str(tmp_path / "live"), **kw))
+    # no audio folder at all: every audio embedding must come from the cache
+    cached = sft.train(TINY_YAML, 1, tiny_runs.common(output_dir=str(tmp_path / "cached"), embeddings=str(embeddings),
+                                                      audio_root=str(tmp_path / "no-audio-here"), **kw))
+    assert len(_losses(cached)) == 3
+    assert _losses(cached) == pytest.approx(_losses(live), abs=1e-4)
+    info = json.loads((cached / "run.json").read_text())
+    assert info["embeddings"] and (cached / info["embeddings"]).resolve() == embeddings.resolve()
+    assert json.loads((live / "run.json").read_text())["embeddings"] is None
 
 
 def test_interrupted_run_resumes_to_the_same_adapter(tiny_runs):

@@ -70,13 +70,13 @@ def make_tokenizer(docs: list[str], vocab_size: int):
     )
 
 
-def make_llm(tokenizer, hidden: int = 64, layers: int = 2):
+def make_llm(tokenizer, hidden: int = 64, layers: int = 2, intermediate: int | None = None):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden,
-        intermediate_size=hidden * 3,
+        intermediate_size=intermediate or hidden * 3,
         num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
@@ -115,7 +115,8 @@ def pretrain(model, tokenizer, docs: list[str], steps: int, block: int = 256, ba
 
 
 def make_tiny(out: str | Path, dataset: str | Path, *, steps: int = 300, vocab_size: int = 1024,
-              hidden: int = 64, layers: int = 2, seed: int = 0, threads: int | None = 1,
+              hidden: int = 64, layers: int = 2, intermediate: int | None = None, seed: int = 0,
+              threads: int | None = 1,
               quiet: bool = False) -> dict[str, Path]:
     """Write OUT/llm and OUT/audio_encoder; returns their paths."""
     from mv4all.model import build_audio_encoder
@@ -127,7 +128,7 @@ def make_tiny(out: str | Path, dataset: str | Path, *, steps: int = 300, vocab_s
     torch.manual_seed(seed)
     docs, lm_docs = train_texts(dataset)
     tokenizer = make_tokenizer(docs, vocab_size)
-    model = make_llm(tokenizer, hidden, layers)
+    model = make_llm(tokenizer, hidden, layers, intermediate)
     losses = pretrain(model, tokenizer, lm_docs, steps, seed=seed)
     model.eval()
     llm_dir, enc_dir = out / "llm", out / "audio_encoder"
@@ -153,12 +154,16 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", default="mv4all-demo/dataset", help="built dataset folder (train split is used)")
     parser.add_argument("--steps", type=int, default=300, help="LM pre-training steps")
     parser.add_argument("--vocab-size", type=int, default=1024)
+    parser.add_argument("--hidden", type=int, default=64, help="LM hidden size (the demo model: 128)")
+    parser.add_argument("--layers", type=int, default=2, help="LM layers (the demo model: 4)")
+    parser.add_argument("--intermediate", type=int, help="LM MLP width [3 x hidden; the demo model: 256]")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
 
 def main(args: argparse.Namespace) -> None:
-    make_tiny(args.out, args.dataset, steps=args.steps, vocab_size=args.vocab_size, seed=args.seed)
+    make_tiny(args.out, args.dataset, steps=args.steps, vocab_size=args.vocab_size, hidden=args.hidden,
+              layers=args.layers, intermediate=args.intermediate, seed=args.seed)
 
 
 if __name__ == "__main__":

@@ -137,8 +137,11 @@ def prepare_model(model, cfg: dict[str, Any]):
     from mv4all.model import lora_config
 
     lora = cfg.get("lora") or {}
+    extra = {"target_modules": lora["target_modules"]} if lora.get("target_modules") else {}
+    if lora.get("modules_to_save"):  # trained in full next to the adapters (the projector always is)
+        extra["modules_to_save"] = ["projector", *lora["modules_to_save"]]
     model = get_peft_model(model, lora_config(r=lora.get("r", 32), alpha=lora.get("alpha", 32),
-                                              dropout=lora.get("dropout", 0.1)))
+                                              dropout=lora.get("dropout", 0.1), **extra))
     return model
 
 
@@ -268,7 +271,7 @@ def memory_estimate(cfg: dict[str, Any], stats: dict[str, int]):
         tokens_per_audio=cfg.get("tokens_per_audio", 1), projector_type=cfg.get("projector_type", "linear"),
         weight_dtype=_dtype(cfg), sequence_length=min(length, int(cfg.get("max_length") or length)),
         batch_size=int(cfg["batch_size"]), gradient_checkpointing=bool(cfg.get("gradient_checkpointing")),
-        lora_r=int(lora.get("r", 32)) if cfg["stage"] == 2 else None)
+        lora_r=int(lora.get("r", 32)) if cfg["stage"] == 2 else None, lora_pattern=lora.get("target_modules"))
     check_fits(estimate, refuse=cfg.get("memory_check", True))
     return estimate
 

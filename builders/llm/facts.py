@@ -13,6 +13,7 @@ import hashlib
 import re
 import unicodedata
 
+from builders.music_theory import short_label, sounding_chord
 from mv4all.schema import FRAME_STEP_SECONDS, FrameCaption, MusicFeatures, Track, VisualStats
 
 MAX_CHORD_CHANGES = 32
@@ -23,12 +24,9 @@ def _fmt(x: float | None, nd: int = 2) -> str:
 
 
 def pretty_chord(label: str) -> str:
-    """madmom "A:min" -> "Am", "C:maj" -> "C", "N" -> "no chord"."""
-    if not label or label in ("N", "X"):
-        return "no chord"
-    root, _, quality = label.partition(":")
-    suffix = {"maj": "", "min": "m", "": ""}.get(quality, quality)
-    return root + suffix
+    """madmom "A:min" -> "Am", "C:maj" -> "C", "N" -> "no chord" (the prompts' spelling)."""
+    name = short_label(label)
+    return "no chord" if name is None else name
 
 
 # ---------------------------------------------------------------------------- metadata
@@ -58,10 +56,9 @@ def _one_line(text: str) -> str:
 
 
 def chord_at(features: MusicFeatures, t: float) -> str:
-    for ch in features.chords:
-        if ch.start <= t < ch.end:
-            return pretty_chord(ch.label)
-    return "no chord"
+    """The chord sounding at ``t``; "no chord" past the last tracked one, too."""
+    chord = sounding_chord(features.chords, t)
+    return pretty_chord(chord.label) if chord is not None else "no chord"
 
 
 def bar_position(features: MusicFeatures, t: float) -> str:

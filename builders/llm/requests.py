@@ -1,26 +1,28 @@
-"""Chat-completions requests for the six LLM stages, and the checks their answers must pass.
+"""Chat-completions requests for the six LLM stages, and how their answers are read and checked.
 
 One function turns (stage, input, options) into request bodies, and the online client, the
 Batch API writer, the cache key and the cost estimate all read those same bodies, so what is
 priced is what is sent and what is cached is what was asked. Bodies carry the strict
-``json_schema`` that ``chat.completions.parse`` derives from the Contract v1 model.
+``json_schema`` that ``chat.completions.parse`` derives from the Contract v1 model. An answer
+must also pass the stage's rules (``builders.checks.check_output``); one that does not is
+re-asked with the reason.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
 from builders import prompts
+from builders.checks import InvalidOutput, check_output
 from builders.llm import facts
 from builders.llm.images import contact_sheet, data_url
 from builders.stages import STAGES_BY_NAME, Stage, StageInput
-from builders.textcheck import MAX_SHARED_LYRIC_WORDS, longest_shared_run
 from mv4all.schema import FrameCaption, FrameCaptions
 
 FramesMode = Literal["clip", "frame", "contact"]
@@ -76,7 +78,8 @@ class ChatRequest:
     part: int | None  # frame index in per-frame mode, else None
     output_model: type[BaseModel]
     body: dict[str, Any]
-    expect: dict[str, Any]  # what a valid answer must satisfy (frame count, times, lyrics)
+    expect: dict[str, Any]  # what an answer is normalised to: {"times": [...]} of the frames it captions
+    inp: StageInput | None = None  # what the answer is checked against (the stage's view of the clip)
 
     @property
     def label(self) -> str:
@@ -150,7 +153,7 @@ def build_requests(stage: Stage, inp: StageInput, opts: RequestOptions) -> list[
             opts.token_param: opts.max_tokens.get(stage.name, 1000),
         }
         out.append(ChatRequest(stage=stage.name, clip_id=inp.clip_id, part=part, output_model=output_model,
-                               body=body, expect=expect))
+                               body=body, expect=expect, inp=inp))
     return out
 
 
@@ -198,20 +201,20 @@ def _lyrics_understanding(inp, tpl, opts):
     track = facts.track_block(inp.track)
     lyrics = inp.lyrics or ""
     block = facts.fence(lyrics if lyrics.strip() else "(no lyrics: instrumental)")
-    yield None, _model("lyrics_understanding"), tpl.user_text(track=track, lyrics=block), {"lyrics": lyrics}
+    yield None, _model("lyrics_understanding"), tpl.user_text(track=track, lyrics=block), {}
 
 
 def _frame_captions(inp, tpl, opts):
     paths = _frames(inp)
     n = len(paths)
     times = _times(inp, n)
-    expect = {"count": n, "times": times}
+    expect = {"times": times}
     if opts.frames_mode == "frame":
         for i, (path, t) in enumerate(zip(paths, times)):
             text = tpl.user_text(request=tpl.part("frame", index=str(i + 1), count=str(n), t=f"{t:.1f}"),
                                  count="1", times=f"{t:.1f}")
             user = [{"type": "text", "text": text}, _image(path.read_bytes(), opts.detail)]
-            yield i, FrameCaption, user, {"count": 1, "times": [t]}
+            yield i, FrameCaption, user, {"times": [t]}
         return
     if opts.frames_mode == "contact":
         sheet, layout = _sheet(paths, opts)
@@ -239,7 +242,7 @@ def _mv_type(inp, tpl, opts):
         note = tpl.part("clip", count=str(n))
         images = _frame_parts(paths, times, opts.detail)
     user = [{"type": "text", "text": tpl.user_text(images_note=note, **fields)}] + images
-    yield None, _model("mv_type"), user, {"count": n}
+    yield None, _model("mv_type"), user, {}
 
 
 def _unified(inp, tpl, opts):
@@ -262,7 +265,7 @@ def _mv_description(inp, tpl, opts):
         timeline=facts.frame_timeline(inp.visual, inp.frame_captions, inp.music_features),
         lyrics_understanding=facts.fence(inp.lyrics_understanding or "(none)"),
     )
-    yield None, _model("mv_description"), user, {"count": n}
+    yield None, _model("mv_description"), user, {}
 
 
 def _model(stage: str) -> type[BaseModel]:
@@ -282,7 +285,7 @@ _BUILDERS = {
 # ---------------------------------------------------------------------------- answers
 
 
-class InvalidAnswer(ValueError):
+class InvalidAnswer(InvalidOutput):
     """An answer that parsed badly or broke a rule; worth re-asking."""
 
 
@@ -299,25 +302,34 @@ def parse_answer(req: ChatRequest, content: str | None) -> BaseModel:
 
 
 def check_answer(req: ChatRequest, output: BaseModel) -> BaseModel:
-    """Rules a schema cannot state: one item per frame, and no long verbatim lyric quotes."""
-    count = req.expect.get("count")
-    if req.stage == "frame_captions" and req.part is None:
-        if len(output.captions) != count:
-            raise InvalidAnswer(f"{len(output.captions)} captions for {count} frames; return exactly {count}")
-        times = req.expect["times"]
-        output = FrameCaptions(captions=[FrameCaption(t=t, caption=c.caption) for t, c in zip(times, output.captions)])
-    if req.stage == "frame_captions" and req.part is not None:
-        output = FrameCaption(t=req.expect["times"][0], caption=output.caption)
-    if req.stage == "mv_description" and len(output.beats) != count:
-        raise InvalidAnswer(f"{len(output.beats)} beats for {count} frames; return exactly {count} beats")
-    if req.stage == "lyrics_understanding" and req.expect.get("lyrics"):
-        shared = longest_shared_run(output.text, req.expect["lyrics"])
-        if shared > MAX_SHARED_LYRIC_WORDS:
-            raise InvalidAnswer(f"it quotes {shared} consecutive words of the lyrics; paraphrase instead")
-    for value in output.model_dump().values():
-        if isinstance(value, str) and not value.strip():
-            raise InvalidAnswer("an empty text field")
+    """The answer with its frame times set to the frames' own, once it passes the stage's rules
+    (``check_output``); a per-frame answer is checked as the one-frame clip it describes."""
+    stage = STAGES_BY_NAME[req.stage]
+    inp = req.inp or StageInput(clip_id=req.clip_id)
+    times = req.expect.get("times")
+    if times is not None and req.part is not None:  # one frame's caption
+        output = FrameCaption(t=times[0], caption=output.caption)
+        clip_output, inp = FrameCaptions(captions=[output]), _one_frame(inp, req.part)
+    else:
+        if times is not None and len(output.captions) == len(times):
+            output = FrameCaptions(captions=[FrameCaption(t=t, caption=c.caption)
+                                             for t, c in zip(times, output.captions)])
+        clip_output = output
+    try:
+        check_output(stage, clip_output, inp)
+    except InvalidOutput as exc:
+        raise InvalidAnswer(str(exc)) from None
     return output
+
+
+def _one_frame(inp: StageInput, i: int) -> StageInput:
+    """The input as the request for frame ``i`` alone saw it."""
+    images = inp.frame_images or []
+    update: dict[str, Any] = {"frame_images": images[i : i + 1]}
+    if inp.visual is not None:
+        same = len(inp.visual.frames) == len(images)  # else there are no measured times to align to
+        update["visual"] = inp.visual.model_copy(update={"frames": inp.visual.frames[i : i + 1]}) if same else None
+    return inp.model_copy(update=update)
 
 
 def with_reask(req: ChatRequest, bad_content: str | None, problem: str, version: int = 1) -> ChatRequest:
@@ -329,8 +341,7 @@ def with_reask(req: ChatRequest, bad_content: str | None, problem: str, version:
         messages.append({"role": "assistant", "content": bad_content[:20000]})
     messages.append({"role": "user", "content": tpl.user_text(problem=problem)})
     body["messages"] = messages
-    return ChatRequest(stage=req.stage, clip_id=req.clip_id, part=req.part, output_model=req.output_model,
-                       body=body, expect=req.expect)
+    return replace(req, body=body)
 
 
 def merge_parts(req_outputs: list[tuple[ChatRequest, BaseModel]]) -> BaseModel:

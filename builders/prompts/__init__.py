@@ -2,7 +2,9 @@
 
 A template's version string carries a digest of its text, so editing a prompt without
 bumping ``version`` still changes the stage key and provenance: old results are never
-passed off as answers to the new prompt. Placeholders use ``${name}`` (``string.Template``)
+passed off as answers to the new prompt. A prompt-set version N uses, for each stage, the newest
+template with version <= N, so bumping one stage's prompt leaves the others' keys (and their
+cached answers) as they were. Placeholders use ``${name}`` (``string.Template``)
 because prompts quote JSON, whose braces would fight ``str.format``.
 """
 
@@ -17,7 +19,7 @@ from pathlib import Path
 import yaml
 
 HERE = Path(__file__).parent
-DEFAULT_VERSION = 1
+DEFAULT_VERSION = 2  # v2: mv_description at the paper's length, with a closing sentence
 
 
 @dataclass(frozen=True)
@@ -45,9 +47,12 @@ class PromptTemplate:
 
 @functools.lru_cache(maxsize=None)
 def load(stage: str, version: int = DEFAULT_VERSION) -> PromptTemplate:
+    """The stage's template in prompt set ``version``: its newest file at or below that version."""
+    found = [v for v in range(int(version), 0, -1) if (HERE / f"{stage}.v{v}.yaml").is_file()]
+    if not found:
+        raise FileNotFoundError(f"no prompt template {stage}.v{version}.yaml (or older) in {HERE}")
+    version = found[0]
     path = HERE / f"{stage}.v{version}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"no prompt template {path.name} in {HERE}")
     raw = path.read_bytes()
     data = yaml.safe_load(raw)
     if data.get("stage") != stage or int(data.get("version", -1)) != version:

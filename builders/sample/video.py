@@ -24,8 +24,9 @@ Styles (what a viewer would see):
 - video_kind "still" / "slideshow" / "ken_burns": procedurally drawn photographs, shown as
   one still, as hard-cut stills, or with a slow zoom/pan (Ken Burns).
 
-Faces are drawn only in some shots, and ``has_face`` is True only where OpenCV's bundled
-frontal-face Haar cascade actually found a face on rendered frames.
+Faces are drawn only in some shots, and ``has_face`` is True only where the builder's face
+detector (``builders.video.faces``, OpenCV's bundled frontal-face Haar cascade) actually
+found a face on rendered frames.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import cv2
 import numpy as np
 
 from builders.sample.specs import ClipSpec
+from builders.video.faces import detect_faces
 from mv4all.schema import CLIP_SECONDS
 
 WIDTH, HEIGHT, FPS = 320, 180, 12
@@ -949,24 +951,11 @@ _STYLE_PLANS = {
     "Static/Dynamic Picture Montage": _plan_ken_burns,
 }
 
-_CASCADE = None
 
-
-def _face_cascade():
-    global _CASCADE
-    if _CASCADE is None:
-        _CASCADE = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-    return _CASCADE
-
-
-def _detect_faces(frame: np.ndarray) -> int:
-    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-    lo, hi = np.percentile(gray, (1, 99))
-    if hi - lo >= 8:  # contrast stretch so dim faces count too
-        gray = cv2.convertScaleAbs(gray, alpha=255.0 / (hi - lo), beta=-lo * 255.0 / (hi - lo))
-    side = max(24, int(min(gray.shape) * 0.13))
-    found = _face_cascade().detectMultiScale(gray, scaleFactor=1.2, minNeighbors=6, minSize=(side, side))
-    return len(found)
+def _faces_seen(frame: np.ndarray) -> int:
+    """Faces the builder's own detector finds on a rendered (RGB) frame, so ``has_face``
+    promises only what ``analyse_video`` can measure."""
+    return len(detect_faces(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)))
 
 
 # --------------------------------------------------------------------------- entry point
@@ -1017,7 +1006,7 @@ def render_video(spec: ClipSpec, path: Path, duration: float = CLIP_SECONDS, aud
             if frame.dtype != np.uint8:
                 frame = _u8(frame)
             if shot.face and i % max(1, fps) == 0:  # verify drawn faces once a second
-                face_checks.setdefault(shot_i, []).append(_detect_faces(frame))
+                face_checks.setdefault(shot_i, []).append(_faces_seen(frame))
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode(None):

@@ -149,7 +149,7 @@ def visible_device_memory() -> tuple[str, int]:
 def estimate_mv4all(language_model: str, *, revision: str | None = None, audio_encoder: str = "imagebind",
                     tokens_per_audio: int | str = 1, projector_type: str = "linear", weight_dtype: torch.dtype,
                     sequence_length: int, batch_size: int, gradient_checkpointing: bool = False,
-                    lora_r: int | None = None) -> MemoryEstimate:
+                    lora_r: int | None = None, lora_pattern: str | None = None) -> MemoryEstimate:
     """``estimate_training_memory`` for an mv4all model: the LLM's config only, encoder and projector on meta."""
     from transformers import AutoConfig
 
@@ -167,7 +167,7 @@ def estimate_mv4all(language_model: str, *, revision: str | None = None, audio_e
     return estimate_training_memory(
         text_config, encoder_params=_count(encoder), projector_params=_count(projector), weight_dtype=weight_dtype,
         sequence_length=sequence_length, batch_size=batch_size, gradient_checkpointing=gradient_checkpointing,
-        lora_r=lora_r, lora_pattern=LORA_TARGET_MODULES)
+        lora_r=lora_r, lora_pattern=lora_pattern or LORA_TARGET_MODULES)
 
 
 def check_fits(estimate: MemoryEstimate, refuse: bool = True) -> None:

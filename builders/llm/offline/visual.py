@@ -1,4 +1,4 @@
-"""Offline visual backend pieces: captions and MV type from measured frame statistics.
+"""The offline vision stages: frame captions and MV type from measured frame statistics.
 
 This is a deterministic, network-free *heuristic*, not a vision model: every word it writes
 comes from a number that ``builders.video.analyse_video`` measured (named colours,
@@ -108,10 +108,28 @@ def _content_words(f: FrameStats, visual: VisualStats, i: int) -> list[str]:
     return out
 
 
-def _motion_words(f: FrameStats, visual: VisualStats, i: int) -> str:
-    if not f.motion_in_shot:
-        return _pick(["the shot changes a moment later", "a cut follows almost at once"], i)
-    m = f.motion
+# Within-shot motion bands (mean absolute luma change to a frame a moment later). The frame
+# captions and the MV description's overview both speak in these bands, so they cannot disagree.
+MOTION_BANDS: tuple[tuple[float, str], ...] = (
+    (0.3, "still"), (1.0, "slight"), (3.0, "gentle"), (8.0, "steady"), (16.0, "lively"), (float("inf"), "rapid"),
+)
+_BAND_WORDS = {
+    "still": ["the frame holds completely still", "nothing moves"],
+    "slight": ["almost no movement", "barely any motion"],
+    "gentle": ["gentle movement", "slow, gentle motion"],
+    "steady": ["steady movement", "moderate motion"],
+    "lively": ["lively movement", "brisk motion"],
+    "rapid": ["rapid, energetic movement", "fast, restless motion"],
+}
+
+
+def motion_band(motion: float) -> str:
+    """The band name of a within-shot motion value."""
+    return next(name for upper, name in MOTION_BANDS if motion < upper)
+
+
+def camera_moves(f: FrameStats) -> list[str]:
+    """Measured global camera moves at this frame, e.g. ``["the camera slowly pushes in", "pans right"]``."""
     cam: list[str] = []
     if abs(f.zoom) >= 0.01:
         speed = "slowly " if abs(f.zoom) < 0.08 else ""
@@ -120,22 +138,24 @@ def _motion_words(f: FrameStats, visual: VisualStats, i: int) -> str:
         cam.append(f"{'slowly ' if abs(f.pan_x) < 0.06 else ''}pans {'right' if f.pan_x > 0 else 'left'}")
     elif abs(f.pan_y) >= 0.01:
         cam.append(f"tilts {'down' if f.pan_y > 0 else 'up'}")
-    if cam and m >= 0.4 and f.residual <= 0.35 * m and visual.shake < 0.6:
+    return cam
+
+
+def glides_over_still(f: FrameStats, visual: VisualStats) -> bool:
+    """A rigid zoom/pan explains nearly all the motion: a camera move over a motionless picture."""
+    return bool(camera_moves(f)) and f.motion >= 0.4 and f.residual <= 0.35 * f.motion and visual.shake < 0.6
+
+
+def _motion_words(f: FrameStats, visual: VisualStats, i: int) -> str:
+    if not f.motion_in_shot:
+        return _pick(["the shot changes a moment later", "a cut follows almost at once"], i)
+    m = f.motion
+    cam = camera_moves(f)
+    if glides_over_still(f, visual):
         if not cam[0].startswith("the camera"):
             cam[0] = "the camera " + cam[0]
         return " and ".join(cam) + " over a motionless picture"
-    if m < 0.3:
-        words = _pick(["the frame holds completely still", "nothing moves"], i)
-    elif m < 1.0:
-        words = _pick(["almost no movement", "barely any motion"], i)
-    elif m < 3.0:
-        words = _pick(["gentle movement", "slow, gentle motion"], i)
-    elif m < 8.0:
-        words = _pick(["steady movement", "moderate motion"], i)
-    elif m < 16.0:
-        words = _pick(["lively movement", "brisk motion"], i)
-    else:
-        words = _pick(["rapid, energetic movement", "fast, restless motion"], i)
+    words = _pick(_BAND_WORDS[motion_band(m)], i)
     if visual.shake >= 0.6 and m >= 0.3:
         words += ", handheld shake"
     elif cam:
