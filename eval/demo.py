@@ -25,7 +25,7 @@ from mv4all.schema import MVDescription
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DEMO_TRAIN_CONFIG = REPO / "train" / "configs" / "demo.yaml"
-DEMO_LEADERBOARD = HERE / "leaderboard.demo.yaml"
+DEMO_LEADERBOARD = HERE / "leaderboard.demo.yaml"  # = eval.leaderboard.DEMO_CONFIG
 
 MIN_BLEU1 = 25.0  # the best trained row's BLEU-1 ...
 MIN_GAIN = 15.0  # ... and its lead over stage1-zeroshot, in BLEU-1 points

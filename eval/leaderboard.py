@@ -12,7 +12,7 @@ trained against a different test split, a predictions file over different ids, o
 for other metric settings.
 
 Writes ``leaderboard.md`` (Table 1 layout, top three of each column in bold), ``.csv``, ``.json``
-and ``leaderboard.png``. ``demo_leaderboard`` is the tiny table ``mv4all demo`` prints.
+and ``leaderboard.png``. ``eval/demo.py`` runs the demo's table (``leaderboard.demo.yaml``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_CONFIG = REPO / "eval" / "leaderboard.tiny.yaml"
+DEMO_CONFIG = REPO / "eval" / "leaderboard.demo.yaml"  # the table mv4all demo prints (eval/demo.py)
 PAPER_CONFIG = REPO / "eval" / "leaderboard.yaml"
 GROUPS = ("baseline", "main", "ablation", "sanity")
 GROUP_TITLES = {"baseline": "Baselines", "main": "All inputs", "ablation": "Ablations (trained and evaluated on the same inputs)",
@@ -533,7 +533,11 @@ def run_leaderboard(
         paths[row.name] = path
         if path in done:
             continue
-        if no_cache and path.exists() and path not in fresh:
+        if path in fresh:  # written by the worker that trained the run
+            generated.append(row.name)
+            done.add(path)
+            continue
+        if no_cache and path.exists():
             path.unlink()
         have = set()
         if path.is_file():
@@ -592,17 +596,6 @@ def run_leaderboard(
     write_chart(files["png"], cfg.rows, results, f"BERTScore F1 (L{bert.get('layer')})" if bert else "BERTScore F1")
     return LeaderboardResult(rows=cfg.rows, results=results, files=files, generated=generated,
                              test_ids_sha256=split_hash, markdown=markdown, predictions=dict(paths))
-
-
-def demo_leaderboard(folder: str | os.PathLike, *, train_steps: int | None = None, no_cache: bool = False,
-                     log: Callable[[str], None] | None = None) -> LeaderboardResult:
-    """The tiny Table 1 over a ``mv4all demo`` folder; trains the demo's missing stage-2 runs first."""
-    raw = yaml.safe_load(TINY_CONFIG.read_text(encoding="utf-8"))
-    if train_steps is not None:
-        raw.setdefault("train_missing", {}).setdefault("overrides", {})["max_steps"] = int(train_steps)
-    result = run_leaderboard(raw, root=folder, no_cache=no_cache, log=log)
-    print(result.markdown)
-    return result
 
 
 def make_parser() -> argparse.ArgumentParser:

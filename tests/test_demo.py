@@ -21,8 +21,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def demo_run(sample_build, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("demo") / "mv4all-demo"
-    folder.mkdir()
+    from mv4all.safety import claim_folder
+
+    folder = claim_folder(tmp_path_factory.mktemp("demo") / "mv4all-demo", "demo")  # as the demo claims it
     shutil.copytree(sample_build.corpus, folder / "music4all")  # the corpus step is skipped when present
     copy_cpu_work(sample_build.work, folder / "work")  # and the build reuses the measured frames/features
     return folder
@@ -31,7 +32,7 @@ def demo_run(sample_build, tmp_path_factory):
 def test_quick_demo_writes_every_file(demo_run, capsys):
     proc = cli(capsys, "demo", demo_run, "--quick", "--min-test", "4")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = proc.stdout
+    out = proc.stdout + proc.stderr  # the command-line face reports on stderr
     for needle in ("Table 1", "learning targets", "one test song", "generated (", "reference (offline-built target)",
                    "leaderboard:", "timing", "stage 2 + Table 1", "total"):
         assert needle in out, needle

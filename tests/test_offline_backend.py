@@ -255,7 +255,8 @@ def test_mv_description_one_beat_per_frame_and_round_trips():
     overview_sentences = [s for s in re.split(r"(?<=[.!?])\s+", full.overview) if s]
     assert 3 <= len(overview_sentences) <= 5
     assert any("downbeat" in b.text for b in full.beats)
-    assert any(re.search(r"\b(C|G|Am|F) chord", b.text) for b in full.beats)
+    assert any(re.search(r"\bunder (C|G|Am|F)\b", b.text) for b in full.beats)
+    assert full.closing.startswith("The MV ends") and full.closing in rendered
 
 
 def test_unified_caption_weaves_music_and_lyrics():
