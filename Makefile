@@ -1,4 +1,4 @@
-# Quick start: `make demo` (sample corpus -> offline build) and `make test`.
+# Quick start: `make demo` (sample corpus -> offline build -> demo model trained in two stages -> Table 1) and `make test`.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin

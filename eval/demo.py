@@ -1,9 +1,9 @@
 """The learning half of ``mv4all demo``: a small model trained on the demo build, its Table 1, its targets.
 
 The demo model is sized to learn on two CPU cores in minutes (``train/configs/demo.yaml``: a
-4-layer LLaMA, hidden 128, MLP 256, a BPE tokenizer trained on the demo's train split). Stage 1 aligns the
-projector on music captions; the stage-2 rows are trained two at a time by the leaderboard
-(``eval/leaderboard.demo.yaml``), all at once, which then scores them with the two baselines.
+4-layer LLaMA, hidden 128, MLP 256, a BPE tokenizer trained on the demo's train split). Stage 1
+aligns the projector on music captions; the leaderboard (``eval/leaderboard.demo.yaml``) trains
+the stage-2 rows at once, one process each, and scores them with the two baselines.
 
 What the numbers mean: a small model trained on offline-built text learns the MV description's
 structure and its input-dependent parts. That checks that the system learns end to end; it is

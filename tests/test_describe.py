@@ -156,6 +156,30 @@ def test_batched_generation_matches_one_by_one(describer, inference_runs):
     assert batched == one
 
 
+def test_truncation_is_flagged_only_when_the_limit_ends_the_text(describer, inference_runs):
+    """A 2-step model never writes the end marker within 12 tokens (cut); forcing the marker ends it."""
+    rows = D.load_split(inference_runs.build.out, "test")[:2]
+    from mv4all.model.embedding_cache import AudioFeatureReader
+
+    reader = AudioFeatureReader.for_model(describer.base, inference_runs.build.corpus)
+    for r in rows:
+        r["input_features"] = reader(r)
+    cut = describer.generate_with_stops(rows)
+    assert [flag for _, flag in cut] == [True, True]
+    stop_id = describer.tokenizer.eos_token_id
+
+    class EndNow:  # a logits processor that makes the model say </s> at once
+        def __call__(self, input_ids, scores):
+            scores[:, :] = -1e9
+            scores[:, stop_id] = 0.0
+            return scores
+
+    decoding = describer.decoding.replace()  # a copy: the module's describer stays as it is
+    object.__setattr__(decoding, "logits_processors", lambda prompt_length: [EndNow()])
+    ending = D.Describer(describer.model, describer.tokenizer, describer.run_info, decoding=decoding)
+    assert [flag for _, flag in ending.generate_with_stops(rows)] == [False, False]
+
+
 # --------------------------------------------------------------------------- command line
 
 
