@@ -157,3 +157,29 @@ def tiny_runs(sample_build, tmp_path_factory) -> Runs:
                                   max_steps=STAGE2_STEPS), return_model=True)
     return runs
 
+
+
+# --------------------------------------------------------------------------- test backends
+
+
+class OfflineWrapper:
+    """The offline backend behind a test backend that overrides ``run`` (faults, reorderings, broken
+    answers): identity, models, prompts and params are the offline backend's own."""
+
+    def __init__(self):
+        from builders.llm.offline import OfflineBackend
+
+        self.inner = OfflineBackend()
+        self.id = self.inner.id
+
+    def model_for(self, stage):
+        return self.inner.model_for(stage)
+
+    def prompt_version(self, stage):
+        return self.inner.prompt_version(stage)
+
+    def params(self, stage):
+        return self.inner.params(stage)
+
+    def run(self, stage, inputs):
+        return self.inner.run(stage, inputs)

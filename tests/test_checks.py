@@ -41,7 +41,7 @@ from mv4all.schema import (
     UnifiedMusicCaption,
     VisualStats,
 )
-from tests.conftest import _build, copy_cpu_work
+from tests.conftest import OfflineWrapper, _build, copy_cpu_work
 
 CID = "C" * 16
 N = 3
@@ -299,24 +299,13 @@ PIPELINE_RULES = {  # rule -> (stage, what the recorded reason says)
 }
 
 
-class BreakingBackend:
+class BreakingBackend(OfflineWrapper):
     """The offline backend, except that each rule breaks the answer of one clip (a different
     clip per rule) at that rule's stage."""
 
     def __init__(self, rules: list[str]):
-        from builders.llm.offline import OfflineBackend
-
-        self.inner, self.rules, self.broken = OfflineBackend(), list(rules), {}
-        self.id = self.inner.id
-
-    def model_for(self, stage):
-        return self.inner.model_for(stage)
-
-    def prompt_version(self, stage):
-        return self.inner.prompt_version(stage)
-
-    def params(self, stage):
-        return self.inner.params(stage)
+        super().__init__()
+        self.rules, self.broken = list(rules), {}
 
     def run(self, stage, inputs):
         results = self.inner.run(stage, inputs)

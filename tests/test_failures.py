@@ -3,7 +3,7 @@
 import json
 
 from builders.stages import StageResult
-from tests.conftest import _build, copy_corpus, copy_cpu_work
+from tests.conftest import OfflineWrapper, _build, copy_corpus, copy_cpu_work
 
 
 def _failures(build):
@@ -49,25 +49,13 @@ def test_missing_metadata_row_and_zero_length_audio(mini_corpus, mini_build, tmp
     assert build.result.count("mv_description") == 2
 
 
-class ReversedHalfBackend:
+class ReversedHalfBackend(OfflineWrapper):
     """Answers like the offline backend but in reverse order, and only half a stage per run
     (like a batch that completes across two process runs)."""
 
     def __init__(self, first_run: bool):
-        from builders.llm.offline import OfflineBackend
-
-        self.inner = OfflineBackend()
-        self.id = self.inner.id
+        super().__init__()
         self.first_run = first_run
-
-    def model_for(self, stage):
-        return self.inner.model_for(stage)
-
-    def prompt_version(self, stage):
-        return self.inner.prompt_version(stage)
-
-    def params(self, stage):
-        return self.inner.params(stage)
 
     def run(self, stage, inputs):
         results = list(reversed(self.inner.run(stage, inputs)))
@@ -100,27 +88,15 @@ def test_videos_in_other_containers_are_found(tmp_path):
     assert find_video(tmp_path, "c" * 16) is None
 
 
-class FailingChunkBackend:
+class FailingChunkBackend(OfflineWrapper):
     """The offline backend, two clips per call, whose second call of one stage raises (a dropped
     connection half-way through a stage)."""
 
     max_batch = 2
 
     def __init__(self, stage: str):
-        from builders.llm.offline import OfflineBackend
-
-        self.inner = OfflineBackend()
-        self.id = self.inner.id
+        super().__init__()
         self.stage, self.calls = stage, 0
-
-    def model_for(self, stage):
-        return self.inner.model_for(stage)
-
-    def prompt_version(self, stage):
-        return self.inner.prompt_version(stage)
-
-    def params(self, stage):
-        return self.inner.params(stage)
 
     def run(self, stage, inputs):
         if stage.name == self.stage:
