@@ -5,12 +5,9 @@ sounds, and a key as "A minor". Everything that reads those labels reads them he
 every consumer says at its own call site how it spells "no chord": the functions below
 answer ``None`` for it.
 
-Two spellings of a chord name live here because two consumers already print chords and
-their text must not drift: ``chord_name`` (the offline captions) parses the label and names
-the chord, ``short_label`` (the OpenAI prompts) only shortens ":maj"/":min" and leaves the
-rest as written. For every label madmom's chord recogniser emits (24 major/minor chords and
-"N") the two agree; they differ only on labels it never writes ("F#:min7" is "F#m7" against
-"F#min7", an unknown root is no chord against the label itself).
+One spelling of a chord name serves every consumer (``chord_name``: "A:min" -> "Am"); only the
+words for "no chord" differ by audience, so ``chord_text`` takes them from its caller: the
+OpenAI prompts say "no chord", the offline captions keep madmom's "N".
 """
 
 from __future__ import annotations
@@ -55,12 +52,10 @@ def chord_name(label: str) -> str | None:
     return root + QUALITY_SUFFIX.get(quality, quality if quality.startswith(("m", "7", "9", "s", "a", "d")) else "")
 
 
-def short_label(label: str) -> str | None:
-    """The label as written with ":maj" dropped and ":min" shortened ("A:min" -> "Am"); None for no chord."""
-    if not label or label in NO_CHORD_LABELS:
-        return None
-    root, _, quality = label.partition(":")
-    return root + {"maj": "", "min": "m", "": ""}.get(quality, quality)
+def chord_text(label: str, no_chord: str) -> str:
+    """``chord_name`` for text, with the caller's words where no chord sounds."""
+    name = chord_name(label)
+    return no_chord if name is None else name
 
 
 def parse_key(key: str) -> tuple[int, str] | None:

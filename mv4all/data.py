@@ -23,6 +23,21 @@ UPLOAD_GLOBS = ("README.md", "data/**/*.parquet", "failures.jsonl", "build_info.
 TOKEN_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
 
+BUILD_INFO_FILE = "build_info.json"
+
+
+def read_build_info(dataset: str | os.PathLike) -> dict[str, Any] | None:
+    """A local build folder's ``build_info.json`` (build id, stages, split), or ``None`` (Hub id, no build)."""
+    path = Path(str(dataset)) / BUILD_INFO_FILE
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not a readable build record: {exc}") from None
+    return info if isinstance(info, dict) else None
+
+
 def load_split(dataset: str | os.PathLike, config: str = DEFAULT_CONFIG, split: str = "test",
                columns: list[str] | tuple[str, ...] | None = None):
     """One split of a dataset config as a ``datasets.Dataset``: the one reader of a dataset folder.
@@ -90,7 +105,7 @@ def write_dataset(out: Path, rows: dict[str, dict[str, list[dict]]], *, failures
             enable_progress_bar()
     atomic_write_text(out / "failures.jsonl", "".join(
         json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n" for record in failures))
-    atomic_write_text(out / "build_info.json", json.dumps(build_info, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write_text(out / BUILD_INFO_FILE, json.dumps(build_info, indent=2, sort_keys=True, default=str) + "\n")
     atomic_write_text(out / "README.md", card)
 
 

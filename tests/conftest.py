@@ -183,3 +183,18 @@ class OfflineWrapper:
 
     def run(self, stage, inputs):
         return self.inner.run(stage, inputs)
+
+
+class StopAfter:
+    """A simulated interruption for the resume tests: checkpoint at ``step``, then stop training."""
+
+    def __new__(cls, step: int):
+        from transformers import TrainerCallback
+
+        class _StopAfter(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step >= step:
+                    control.should_save = True
+                    control.should_training_stop = True
+
+        return _StopAfter()

@@ -21,7 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -86,6 +86,8 @@ class FakeOpenAI:
         self.log: list[dict] = []  # one entry per HTTP request (and per batch line processed)
         self.chat_bodies: list[dict] = []  # every chat body that passed validation (online and batch)
         self.faults: list[Fault] = []
+        self.extra_models: dict[str, type] = {}  # response models registered by a test (register())
+        self.scripts: dict[str, Callable[[str, dict], dict]] = {}  # their answers: (user text, body) -> object
         self.files: dict[str, dict] = {}
         self.batches: dict[str, Batch] = {}
         self.hold_batches = threading.Event()  # while set, batches stay in_progress
@@ -97,6 +99,13 @@ class FakeOpenAI:
     def inject(self, kind: str, times: int = 1, schema: str | None = None, retry_after: float = 0.2) -> None:
         with self.lock:
             self.faults.append(Fault(kind, times, schema, retry_after))
+
+    def register(self, model: type, answer: Callable[[str, dict], dict]) -> None:
+        """Accept requests for another response model (strict schema checked as for the builder's),
+        answered by ``answer(user_text, body)``; faults apply to it as to the others."""
+        with self.lock:
+            self.extra_models[model.__name__] = model
+            self.scripts[model.__name__] = answer
 
     def _take_fault(self, schema: str | None) -> Fault | None:
         with self.lock:
@@ -168,9 +177,10 @@ class FakeOpenAI:
                 raise Reject(400, "response_format must be a json_schema")
             spec = fmt.get("json_schema") or {}
             name = spec.get("name")
-            if name not in MODELS:
+            known = {**MODELS, **self.extra_models}
+            if name not in known:
                 raise Reject(400, f"unknown schema name {name!r}")
-            if fmt != type_to_response_format_param(MODELS[name]):
+            if fmt != type_to_response_format_param(known[name]):
                 raise Reject(400, f"response_format is not the strict json_schema of {name}")
         self._check_images(name, messages)
         if name == "LyricsUnderstanding":
@@ -204,7 +214,8 @@ class FakeOpenAI:
     def answer(self, name: str, body: dict, fault: Fault | None) -> dict:
         messages = body["messages"]
         text = _user_text(messages)
-        content = json.dumps(self._content(name, text, _images(messages)))
+        script = self.scripts.get(name)
+        content = json.dumps(script(text, body) if script else self._content(name, text, _images(messages)))
         if fault is not None and fault.kind == "malformed":
             content = content[: len(content) // 2] + ' "oops'
         elif fault is not None and fault.kind == "invalid":

@@ -297,3 +297,27 @@ def test_sharded_parts_merge_in_split_order(describer, inference_runs, tmp_path)
     D.merge_parts(out, 2, order)
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == order
     assert not D.part_path(out, 0).exists()
+
+
+def test_one_processor_for_training_batch_and_single_song(describer, inference_runs):
+    """Training, batch prediction and `describe song.mp3` hear a dataset clip the same way and build
+    the same prompt: the processor is the only path from a row or a file to tensors."""
+    import torch
+
+    from mv4all.inputs import parse_combination
+    from mv4all.model import MV4AllCollator, MV4AllProcessor
+    from mv4all.model.embedding_cache import AudioFeatureReader
+
+    row = D.load_split(inference_runs.build.out, "test")[0]
+    path = inference_runs.build.corpus / row["audio"]
+    training = AudioFeatureReader.for_model(describer.base, inference_runs.build.corpus)(row)
+    single, window = describer.audio_features(path)
+    assert torch.equal(training, single) and window.note is None  # a 30 s clip is heard whole
+    # the processor, not the model, owns the audio path: the model has no file or waveform entry
+    assert not hasattr(describer.base, "audio_features")
+    processor = MV4AllProcessor.from_model(describer.base, describer.tokenizer)
+    combo = parse_combination(describer.inputs)
+    train_ids, labels = MV4AllCollator(processor, combination=combo).encode(row)
+    prompt_ids = describer._collator().encode(row)[0]
+    assert train_ids[: len(prompt_ids)] == prompt_ids and all(t == -100 for t in labels[: len(prompt_ids)])
+    assert any(t != -100 for t in labels[len(prompt_ids):])

@@ -1,6 +1,6 @@
 """Imports flow one way: builders/, train/, eval/ use mv4all; mv4all uses none of them.
 
-The one exception is the command-line face, ``mv4all/cli.py``, which composes the others (as the
+The one exception is the command-line face, the ``mv4all/cli/`` package, which composes the others (as the
 design says). Every import counts, lazy ones inside functions too, and no module anywhere loads
 another by file path: recipes are packages imported as ordinary modules.
 """
@@ -13,7 +13,7 @@ import mv4all
 FORBIDDEN = {"builders", "train", "eval"}
 ROOT = Path(mv4all.__file__).parent
 REPO = ROOT.parent
-COMMAND_LINE_FACE = {"cli.py"}
+COMMAND_LINE_FACE = "cli/"  # every module of the mv4all/cli/ package, and nothing else
 
 
 def _imports(node):
@@ -27,7 +27,7 @@ def _imports(node):
 def test_mv4all_never_imports_builders_train_eval():
     offenders = []
     for path in sorted(ROOT.rglob("*.py")):
-        if path.relative_to(ROOT).as_posix() in COMMAND_LINE_FACE:
+        if path.relative_to(ROOT).as_posix().startswith(COMMAND_LINE_FACE):
             continue
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):

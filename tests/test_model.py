@@ -14,6 +14,7 @@ from mv4all.model import (  # noqa: E402
     MV4AllCollator,
     MV4AllConfig,
     MV4AllForConditionalGeneration,
+    MV4AllProcessor,
     add_audio_token,
     build_audio_encoder,
     load_audio_encoder,
@@ -333,7 +334,7 @@ def test_model_with_a_transformers_encoder_round_trips(tokenizer, tmp_path):
     )
     model = _model(config)
     wave = (np.random.default_rng(0).standard_normal(16000 * 6) * 0.1).astype(np.float32)
-    feats = model.audio_features(wave, 16000)
+    feats = MV4AllProcessor.from_config(tokenizer, config).waveform_features(wave)  # the one audio path
     assert feats.shape == (2, 204, 128)
     collate = MV4AllCollator.for_model(tokenizer, config, audio_features=lambda row: feats)
     batch = collate(ROWS[:1])

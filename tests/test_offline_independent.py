@@ -1,7 +1,7 @@
 """The offline rules scored on inputs that do not come from the sample generators.
 
 The theme lexicon (``detect_themes``) and the MV-type rules (``classify_mv_type``) were written
-alongside ``builders/sample/lyrics.py`` and ``builders/sample/video.py``, so scoring them on the
+alongside ``builders/sample/lyrics.py`` and ``builders/sample/video/``, so scoring them on the
 sample corpus is partly circular. Here they meet inputs made another way: lyric lines written
 by hand for this file (their overlap with the generator's words is measured below), and videos
 drawn with numpy recipes of this file, encoded with PyAV. The bars are the measured accuracy

@@ -23,7 +23,7 @@ from mv4all.cli import app
 from mv4all.model import load_run
 from mv4all.model.integrity import FrozenWeightsChanged
 from mv4all.model.run import weights_sha256
-from tests.conftest import TINY_YAML
+from tests.conftest import TINY_YAML, StopAfter
 from train import sft  # noqa: E402
 
 runner = CliRunner()
@@ -98,7 +98,7 @@ def test_stage1_resumes_from_its_projector_only_checkpoint(tiny_runs):
     kw = dict(max_steps=6, save_steps=3)
     full = sft.train(TINY_YAML, 1, tiny_runs.common(output_dir=str(tiny_runs.root / "s1-full"), **kw))
     part = tiny_runs.root / "s1-part"
-    sft.train(TINY_YAML, 1, tiny_runs.common(output_dir=str(part), stop_after_steps=3, **kw))
+    sft.train(TINY_YAML, 1, tiny_runs.common(output_dir=str(part), **kw), callbacks=[StopAfter(3)])
     assert not (part / "run.json").exists()
     sft.train(TINY_YAML, 1, tiny_runs.common(output_dir=str(part), resume=True, **kw))
     a = load_file(str(full / "stage1" / "projector.safetensors"))
@@ -112,7 +112,7 @@ def test_stage1_resumes_from_its_projector_only_checkpoint(tiny_runs):
 
 def test_precision_means_what_it_says(tiny_runs):
     cfg = sft.load_config(TINY_YAML, 1, tiny_runs.common(precision="bf16"))
-    kwargs = sft.trainer_kwargs(cfg, "x")
+    kwargs = sft.sft_config_kwargs(cfg, "x")
     assert kwargs["bf16"] and not kwargs["fp16"]  # honoured on a CPU too (autocast), not silently fp32
     # fp32 trains and loads fp32
     info = json.loads((tiny_runs.stage1 / "run.json").read_text())
@@ -321,11 +321,11 @@ def test_paper_config_as_a_user_runs_it():
     cfg1, cfg2 = sft.load_config(Path(sft.__file__).parent / "configs" / "paper.yaml", 1), \
         sft.load_config(Path(sft.__file__).parent / "configs" / "paper.yaml", 2)
     assert cfg1["embeddings"] and cfg1["clip_sampler"] == "pytorchvideo-0.1.5"
-    assert cfg2["gradient_checkpointing"] is True and not cfg1["gradient_checkpointing"]
-    kwargs = sft.trainer_kwargs(cfg2, "x")
+    assert cfg2["activation_checkpointing"] is True and not cfg1["activation_checkpointing"]
+    kwargs = sft.sft_config_kwargs(cfg2, "x")
     assert kwargs["activation_checkpointing"] is True
     assert kwargs["activation_checkpointing_kwargs"] == {"use_reentrant": False}
-    assert sft.trainer_kwargs(cfg1, "x")["activation_checkpointing"] is False  # TRL's default is on: say no
+    assert sft.sft_config_kwargs(cfg1, "x")["activation_checkpointing"] is False  # TRL's default is on: say no
     zero2 = (Path(sft.__file__).parent / "configs" / "accelerate_zero2.yaml").read_text()
     assert re.search(r"^num_processes: 2$", zero2, re.M)
     pyproject = (Path(sft.__file__).parents[1] / "pyproject.toml").read_text()
@@ -354,7 +354,7 @@ def test_training_refuses_before_loading_when_memory_is_short(tiny_runs, monkeyp
     loaded = []
     monkeypatch.setattr(run_module, "build_model", lambda *a, **k: loaded.append(1))
     out = tiny_runs.root / "too-big"
-    with pytest.raises(MemoryError, match="gradient_checkpointing"):
+    with pytest.raises(MemoryError, match="activation_checkpointing"):
         sft.train(TINY_YAML, 1, tiny_runs.common(output_dir=str(out), max_steps=1))
     assert not loaded and not (out / "run.json").exists()
 

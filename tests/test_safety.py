@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from mv4all.cli import app
 from mv4all.safety import MARKER, UnsafeOutput, check_id, claim_folder, folder_lock, inside
-from tests.conftest import TINY_YAML, copy_corpus, copy_cpu_work
+from tests.conftest import TINY_YAML, StopAfter, copy_corpus, copy_cpu_work
 from train import sft
 
 runner = CliRunner()
@@ -237,7 +237,7 @@ def test_resume_skips_an_incomplete_checkpoint_and_records_the_whole_run(tiny_ru
     kw = dict(max_steps=6, save_steps=3, logging_steps=1)
     full = sft.train(TINY_YAML, 1, tiny_runs.common(output_dir=str(tiny_runs.root / "r-full"), **kw))
     part = tiny_runs.root / "r-part"
-    sft.train(TINY_YAML, 1, tiny_runs.common(output_dir=str(part), stop_after_steps=3, **kw))
+    sft.train(TINY_YAML, 1, tiny_runs.common(output_dir=str(part), **kw), callbacks=[StopAfter(3)])
     (part / "checkpoints" / "checkpoint-5").mkdir()  # killed while saving: an empty folder
     sft.train(TINY_YAML, 1, tiny_runs.common(output_dir=str(part), resume=True, **kw))
     a, b = (json.loads((run / "run.json").read_text()) for run in (full, part))

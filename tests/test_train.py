@@ -21,7 +21,7 @@ from mv4all.inputs import CAPTION_INSTRUCTION, all_combinations  # noqa: E402
 from mv4all.model import MV4AllCollator, load_run  # noqa: E402
 from mv4all.model.embedding_cache import AudioFeatureReader, EmbeddingCache  # noqa: E402
 from mv4all.model.integrity import frozen_fingerprint  # noqa: E402
-from tests.conftest import REPO, STAGE1_STEPS, STAGE2_STEPS, TINY_YAML  # noqa: E402
+from tests.conftest import REPO, STAGE1_STEPS, STAGE2_STEPS, TINY_YAML, StopAfter  # noqa: E402
 
 PAPER_YAML = REPO / "train" / "configs" / "paper.yaml"
 from train import sft  # noqa: E402
@@ -225,7 +225,7 @@ def test_interrupted_run_resumes_to_the_same_adapter(tiny_runs):
     kw = dict(init_from=str(tiny_runs.stage1), max_steps=6, save_steps=3, embeddings=None)
     full = sft.train(TINY_YAML, 2, tiny_runs.common(output_dir=str(tiny_runs.root / "full"), **kw))
     part = tiny_runs.root / "part"
-    sft.train(TINY_YAML, 2, tiny_runs.common(output_dir=str(part), stop_after_steps=3, **kw))
+    sft.train(TINY_YAML, 2, tiny_runs.common(output_dir=str(part), **kw), callbacks=[StopAfter(3)])
     assert not (part / "run.json").exists() and (part / "checkpoints" / "checkpoint-3").is_dir()
     with pytest.raises(FileExistsError):
         sft.train(TINY_YAML, 2, tiny_runs.common(output_dir=str(part), **kw))
@@ -253,7 +253,7 @@ def test_paper_recipe_on_the_meta_device():
                 projector_type=cfg["projector_type"], audio_token_id=32000))
         model = sft.prepare_model(model, cfg)
         counts[stage] = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        args = sft.trainer_kwargs(cfg, "x")
+        args = sft.sft_config_kwargs(cfg, "x")
         assert args["learning_rate"] == 1e-4 and args["warmup_steps"] == 0.1
         assert (args["adam_beta1"], args["adam_beta2"], args["weight_decay"]) == (0.9, 0.95, 0.001)
         assert args["per_device_train_batch_size"] == 2 and args["seed"] == 42

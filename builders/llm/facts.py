@@ -13,7 +13,7 @@ import hashlib
 import re
 import unicodedata
 
-from builders.music_theory import short_label, sounding_chord
+from builders.music_theory import chord_text, sounding_chord
 from mv4all.schema import FRAME_STEP_SECONDS, FrameCaption, MusicFeatures, Track, VisualStats
 
 MAX_CHORD_CHANGES = 32
@@ -25,8 +25,7 @@ def _fmt(x: float | None, nd: int = 2) -> str:
 
 def pretty_chord(label: str) -> str:
     """madmom "A:min" -> "Am", "C:maj" -> "C", "N" -> "no chord" (the prompts' spelling)."""
-    name = short_label(label)
-    return "no chord" if name is None else name
+    return chord_text(label, no_chord="no chord")
 
 
 # ---------------------------------------------------------------------------- metadata

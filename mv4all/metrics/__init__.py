@@ -19,6 +19,18 @@ from .bertscore import (
     resolve_model,
 )
 from .bleu import BleuScore, bleu_scores, corpus_bleu, tokenize_13a
+from .faithfulness import (
+    CLAIM_TYPES,
+    Claim,
+    ClaimCheck,
+    Facts,
+    FaithfulnessResult,
+    TypeScore,
+    check_claims,
+    check_text,
+    extract_claims,
+    music_faithfulness,
+)
 from .predictions import (
     PredictionsError,
     PredictionSet,
@@ -27,12 +39,20 @@ from .predictions import (
     load_prediction_sets,
     read_predictions,
 )
+from .quality import FACT_COLUMNS, QualityResult, dataset_facts, quality_scores, quality_table
 from .report import report_json, results_table
 from .rouge import lcs_length, rouge_l, rouge_l_pair, rouge_l_pairs
 from .rouge import tokenize as rouge_tokenize
 from .scores import SCORE_COLUMNS, MetricResult, compute, metric_settings, score_many
+from .structure import StructureResult, structure_metrics
 
 __all__ = [
+    "FACT_COLUMNS",
+    "QualityResult",
+    "dataset_facts",
+    "quality_scores",
+    "quality_table",
+    "CLAIM_TYPES",
     "DEFAULT_LAYER",
     "DEFAULT_MODEL",
     "NOT_COMPARABLE",
@@ -41,13 +61,23 @@ __all__ = [
     "BertScoreModelError",
     "BertScorer",
     "BleuScore",
+    "Claim",
+    "ClaimCheck",
+    "Facts",
+    "FaithfulnessResult",
     "MetricResult",
     "PredictionSet",
     "PredictionsError",
+    "StructureResult",
+    "TypeScore",
     "bleu_scores",
+    "check_claims",
+    "check_text",
     "compute",
     "corpus_bleu",
     "dataset_references",
+    "extract_claims",
+    "music_faithfulness",
     "fill_references",
     "greedy_match",
     "lcs_length",
@@ -62,5 +92,6 @@ __all__ = [
     "rouge_l_pairs",
     "rouge_tokenize",
     "score_many",
+    "structure_metrics",
     "tokenize_13a",
 ]

@@ -26,6 +26,7 @@ from .modeling import (
     MV4AllPreTrainedModel,
     pool_clip_embeddings,
 )
+from .processing import AudioWindow, MV4AllProcessor, window_audio
 from .projector import AudioProjector
 from .run import load_run
 
@@ -55,6 +56,7 @@ __all__ = [
     "AUDIO_ENCODERS",
     "ASTAudioEncoder",
     "AudioProjector",
+    "AudioWindow",
     "ClapAudioEncoder",
     "EncoderSpec",
     "FrozenAudioEncoder",
@@ -67,6 +69,7 @@ __all__ = [
     "MV4AllForConditionalGeneration",
     "MV4AllModel",
     "MV4AllPreTrainedModel",
+    "MV4AllProcessor",
     "WhisperAudioEncoder",
     "add_audio_token",
     "audio_encoder_spec",
@@ -76,4 +79,5 @@ __all__ = [
     "lora_config",
     "pool_clip_embeddings",
     "register_audio_encoder",
+    "window_audio",
 ]

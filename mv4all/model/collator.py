@@ -1,15 +1,16 @@
 """Turn dataset rows into model batches: prompt, tokens, loss mask and audio.
 
-Prompts come from ``mv4all.inputs.render_prompt`` (the one renderer training, evaluation and
-``describe`` share), in the NExT-GPT/DeepResonance template
+Prompt tokens and the audio come from ``MV4AllProcessor`` (the one path training, evaluation and
+``describe`` share); the collator adds what batching needs: cutting to ``max_length``, padding
+(left for generation), the loss mask, and the audio source (the embedding cache, the dataset's
+audio folder, or features already on the row). The prompt is the NExT-GPT/DeepResonance template
 ``<s>{inputs}### Human: {instruction}\\n### Assistant: {output}\\n###``; the loss covers the
-output only. Like NExT-GPT, prompt and output are tokenised separately, which keeps the
-label boundary exact for any tokenizer and makes the inference prompt the training prefix
-token for token.
+output only.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -17,75 +18,60 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from ..inputs import ALL, AUDIO_PLACEHOLDER, MV_INSTRUCTION, Combination, parse_combination, render_prompt
+from ..inputs import ALL, Combination, parse_combination
+from .processing import IGNORE_INDEX, MV4AllProcessor, add_audio_token
 
-IGNORE_INDEX = -100
-
-
-def add_audio_token(tokenizer, token: str = AUDIO_PLACEHOLDER) -> int:
-    """Make ``<audio>`` one special token (never split, skipped when decoding); return its id.
-
-    Also gives Llama-style tokenizers without a pad token one (``<unk>``, as NExT-GPT does).
-    """
-    ids = tokenizer.encode(token, add_special_tokens=False)
-    if len(ids) != 1 or tokenizer.convert_ids_to_tokens(ids[0]) != token:
-        tokenizer.add_tokens([token], special_tokens=True)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
-    return tokenizer.convert_tokens_to_ids(token)
+__all__ = ["IGNORE_INDEX", "MV4AllCollator", "add_audio_token"]
 
 
 @dataclass
 class MV4AllCollator:
     """Collate rows (``Example`` dicts or ``datasets`` rows) for training or generation.
 
-    tokenizer: has ``<audio>`` (see ``add_audio_token``).
+    processor: the model's ``MV4AllProcessor`` (tokenizer with ``<audio>``, audio preprocessing).
     combination: which modalities the prompt shows ("1+2+3+4", "2+3", "none", ...).
     instruction: fixed instruction; ``None`` reads the row's ``instruction`` (else the MV one).
     target_field: the output column (``mv_description_text``; ``music_caption`` for stage 1).
-    audio_tokens: ``<audio>`` tokens per audio = ``model.config.num_audio_tokens``.
     audio_embeddings: the embedding cache, ``id -> [n_clips, D]``; training then never runs the encoder.
-    audio_features: ``row -> [n_clips, ...]`` encoder input, when there is no cache.
-    Without either, rows may carry ``audio_embeds`` or ``input_features`` themselves.
+    audio_root: the folder the rows' ``audio`` paths are relative to; the processor decodes them.
+    audio_features: ``row -> [n_clips, ...]`` encoder input from elsewhere (tests, custom sources).
+    Without any of these, rows may carry ``audio_embeds`` or ``input_features`` themselves.
     max_length: longer examples are cut from the right with a warning.
     inference: prompts only (no output, no labels), left-padded for batched ``generate``.
     """
 
-    tokenizer: Any
+    processor: MV4AllProcessor
     combination: str | Combination = ALL
     instruction: str | None = None
     target_field: str = "mv_description_text"
-    audio_tokens: int = 1
     audio_embeddings: Mapping[str, Any] | None = None
+    audio_root: str | os.PathLike | None = None
     audio_features: Callable[[Mapping[str, Any]], Any] | None = None
     max_length: int | None = 2048
     inference: bool = False
     id_field: str = "id"
 
     def __post_init__(self):
+        if not isinstance(self.processor, MV4AllProcessor):  # a bare tokenizer: text and one audio token
+            self.processor = MV4AllProcessor(self.processor)
+        self.tokenizer = self.processor.tokenizer
+        self.audio_tokens = self.processor.audio_tokens
         self.combination = parse_combination(self.combination)
-        self.audio_token_id = self.tokenizer.convert_tokens_to_ids(AUDIO_PLACEHOLDER)
+        self.audio_token_id = self.processor.audio_token_id
         if self.combination.uses_audio and self.audio_token_id in (None, self.tokenizer.unk_token_id):
             raise ValueError("the tokenizer has no <audio> token: call add_audio_token(tokenizer) first")
 
     @classmethod
     def for_model(cls, tokenizer, config, **kwargs) -> "MV4AllCollator":
-        """A collator whose ``audio_tokens`` matches the model config."""
-        return cls(tokenizer, audio_tokens=config.num_audio_tokens, **kwargs)
+        """A collator whose processor matches the model config (``audio_tokens``, encoder, clips)."""
+        return cls(MV4AllProcessor.from_config(tokenizer, config), **kwargs)
 
     # ------------------------------------------------------------------ one row
 
     def encode(self, row: Mapping[str, Any]) -> tuple[list[int], list[int]]:
         """``(input_ids, labels)`` of one row; labels are -100 outside the output."""
-        instruction = self.instruction or _get(row, "instruction") or MV_INSTRUCTION
         output = None if self.inference else (_get(row, self.target_field) or "")
-        prompt = render_prompt(row, self.combination, instruction, output=output, audio_tokens=self.audio_tokens)
-        bos = [] if self.tokenizer.bos_token_id is None else [self.tokenizer.bos_token_id]
-        # The prefix ends with "Assistant: "; the output's own leading space comes from the
-        # tokenizer (SentencePiece's prefix space), as in NExT-GPT's "### Assistant:" + output.
-        prefix = bos + self._tokens(prompt.prefix.rstrip(" "))
-        target = self._tokens(prompt.target) if prompt.target else []
-        ids, labels = prefix + target, [IGNORE_INDEX] * len(prefix) + target
+        ids, labels = self.processor.prompt_ids(row, self.combination, self.instruction, output=output)
         if self.max_length is not None and len(ids) > self.max_length:
             warnings.warn(
                 f"example {_get(row, self.id_field)!r} has {len(ids)} tokens; "
@@ -118,9 +104,6 @@ class MV4AllCollator:
         return {"n": len(targets), "target_p50": pct(targets, 0.5), "target_p99": pct(targets, 0.99),
                 "target_max": max(targets), "example_p99": pct(totals, 0.99), "example_max": max(totals)}
 
-    def _tokens(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
     def audio_for(self, row: Mapping[str, Any]) -> tuple[str, torch.Tensor]:
         """``("audio_embeds" | "input_features", tensor)`` for one row."""
         if self.audio_embeddings is not None:
@@ -132,12 +115,14 @@ class MV4AllCollator:
             return "audio_embeds", _tensor(value)
         if self.audio_features is not None:
             return "input_features", _tensor(self.audio_features(row))
+        if self.audio_root is not None:
+            return "input_features", self.processor.row_features(row, self.audio_root)
         for name in ("audio_embeds", "input_features"):
             if _get(row, name) is not None:
                 return name, _tensor(_get(row, name))
         raise ValueError(
             f"combination {self.combination} includes music but row {_get(row, self.id_field)!r} has no audio: "
-            "give the collator audio_embeddings (cache) or audio_features"
+            "give the collator audio_embeddings (cache) or audio_root"
         )
 
     # ------------------------------------------------------------------ batch

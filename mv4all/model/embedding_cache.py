@@ -9,7 +9,7 @@ configs and writes one folder::
 
 Training then passes ``EmbeddingCache(folder)`` as ``MV4AllCollator(audio_embeddings=...)`` and
 never runs the encoder; ``EmbeddingCache.check`` refuses a cache made by other weights or clips.
-Without a cache, ``AudioFeatureReader`` computes encoder *inputs* (decode + fbank) in the
+Without a cache, the processor (``AudioFeatureReader``) computes encoder *inputs* (decode + fbank) in the
 DataLoader workers, and the model runs the encoder in its forward.
 """
 
@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from ..data import load_split
+from ..data import load_split, read_build_info
 
 EMBEDDINGS_FILE = "embeddings.safetensors"
 INDEX_FILE = "index.json"
@@ -31,32 +31,24 @@ CACHE_VERSION = 1
 
 
 class AudioFeatureReader:
-    """``row -> encoder input [n_clips, ...]``: decode ``audio_root/row["audio"]`` and cut clips.
+    """``row -> encoder input [n_clips, ...]`` for rows whose ``audio`` is relative to ``audio_root``.
 
-    Holds a weightless (meta-device) copy of the encoder, used only for its preprocessing, so it
-    is cheap to send to DataLoader worker processes.
+    The processor's audio path (decode, window, clips), bound to one folder: what DataLoader workers
+    call for training without a cache and for ``mv4all embed``.
     """
 
-    def __init__(self, encoder_name: str, encoder_config, audio_root: str | os.PathLike, clips: int, sampler: str):
-        from .encoders import build_audio_encoder
-
-        with torch.device("meta"):
-            self.encoder = build_audio_encoder(encoder_name, encoder_config)
+    def __init__(self, processor, audio_root: str | os.PathLike):
+        self.processor = processor
         self.audio_root = Path(audio_root)
-        self.clips = int(clips)
-        self.sampler = sampler
 
     @classmethod
     def for_model(cls, model, audio_root: str | os.PathLike) -> "AudioFeatureReader":
-        config = model.config
-        return cls(config.audio_encoder, config.audio_config, audio_root, config.clips_per_audio, config.clip_sampler)
+        from .processing import MV4AllProcessor
 
-    def path(self, row: Mapping[str, Any]) -> Path:
-        rel = row["audio"] if isinstance(row, Mapping) else getattr(row, "audio")
-        return self.audio_root / rel
+        return cls(MV4AllProcessor.from_model(model), audio_root)
 
     def __call__(self, row: Mapping[str, Any]) -> torch.Tensor:
-        return self.encoder.load_features(self.path(row), self.clips, self.sampler)
+        return self.processor.row_features(row, self.audio_root)
 
 
 def dataset_audio(dataset: str | os.PathLike, configs=("mv_description", "music_caption")) -> dict[str, str]:
@@ -100,7 +92,11 @@ def compute_embeddings(
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """``id -> [clips, D]`` for every ``id -> audio path`` in ``items`` (features in DataLoader workers)."""
-    reader = AudioFeatureReader(_registry_name(encoder), encoder.config, audio_root, clips, sampler)
+    from .processing import MV4AllProcessor
+
+    processor = MV4AllProcessor(audio_encoder=_registry_name(encoder), audio_config=encoder.config,
+                                clips_per_audio=clips, clip_sampler=sampler)
+    reader = AudioFeatureReader(processor, audio_root)
     keys = list(items.items())
     loader = torch.utils.data.DataLoader(
         _FeatureDataset(keys, reader), batch_size=batch_size, num_workers=num_workers, shuffle=False
@@ -253,7 +249,5 @@ def build_embedding_cache(
 
 
 def _build_id(dataset) -> dict:
-    info = Path(str(dataset)) / "build_info.json"
-    if info.is_file():
-        return {"build_id": json.loads(info.read_text()).get("build_id")}
-    return {"id": str(dataset)}
+    info = read_build_info(dataset)
+    return {"build_id": info.get("build_id")} if info is not None else {"id": str(dataset)}

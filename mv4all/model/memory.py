@@ -177,4 +177,27 @@ def check_fits(estimate: MemoryEstimate, refuse: bool = True) -> None:
     if refuse and not estimate.fits(available):
         raise MemoryError(
             f"this stage needs about {estimate.total / GB:.1f} GiB per device but {where} has {available / GB:.1f} GiB: "
-            "turn on gradient_checkpointing, lower max_length or batch_size, or set memory_check: false to try anyway")
+            "turn on activation_checkpointing, lower max_length or per_device_train_batch_size, or set memory_check: false "
+            "to try anyway")
+
+
+def estimate_for_config(cfg: dict, target_tokens: dict[str, int], refuse: bool | None = None) -> MemoryEstimate:
+    """A training stage's peak memory from its resolved config (no weights loaded), printed and checked.
+
+    The sequence length is the longest example the collator will build (``target_tokens`` from
+    ``MV4AllCollator.length_stats``), capped by ``max_length``.
+    """
+    from .run import precision_dtype
+
+    length = int(target_tokens.get("example_max") or cfg.get("max_length") or 2048)
+    lora = cfg.get("lora") or {}
+    estimate = estimate_mv4all(
+        cfg["language_model"], revision=cfg.get("language_model_revision"), audio_encoder=cfg["audio_encoder"],
+        tokens_per_audio=cfg.get("tokens_per_audio", 1), projector_type=cfg.get("projector_type", "linear"),
+        weight_dtype=precision_dtype(cfg.get("precision")),
+        sequence_length=min(length, int(cfg.get("max_length") or length)),
+        batch_size=int(cfg.get("per_device_train_batch_size", 8)),
+        gradient_checkpointing=bool(cfg.get("activation_checkpointing")),
+        lora_r=int(lora.get("r", 32)) if cfg["stage"] == 2 else None, lora_pattern=lora.get("target_modules"))
+    check_fits(estimate, refuse=cfg.get("memory_check", True) if refuse is None else refuse)
+    return estimate

@@ -223,14 +223,6 @@ class MV4AllForConditionalGeneration(MV4AllPreTrainedModel, GenerationMixin):
         self.lm_head.requires_grad_(False)
         return self
 
-    def audio_features(self, audio, sample_rate: int | None = None) -> torch.Tensor:
-        """A file path or waveform -> this model's encoder input for one audio ``[n_clips, ...]``."""
-        encoder = self.model.audio_encoder
-        clips, sampler = self.config.clips_per_audio, self.config.clip_sampler
-        if isinstance(audio, (str, os.PathLike)):
-            return encoder.load_features(audio, clips, sampler)
-        return encoder.features(audio, sample_rate or encoder.sample_rate, clips, sampler)
-
     @can_return_tuple
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(

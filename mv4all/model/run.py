@@ -344,7 +344,7 @@ def save_run(run_dir: str | os.PathLike, *, model, tokenizer, config: dict[str, 
     tokenizer.save_pretrained(str(run_dir / TOKENIZER_DIR))
     save_generation_config(run_dir, Decoding(max_new_tokens=generation_max_new_tokens(record["target_tokens"])))
     resolved = {k: (portable_path(v, run_dir) if k in PATH_KEYS and v else v) for k, v in config.items()
-                if k not in ("resume", "stop_after_steps", "disable_tqdm", "overwrite")}
+                if k not in ("resume", "disable_tqdm", "overwrite")}
     atomic_write_text(run_dir / "config.yaml", "# resolved training config; local paths are relative to this run "
                       "directory\n" + yaml.safe_dump(resolved, sort_keys=False))
     atomic_write_text(run_dir / "README.md", render_model_card(record, config))
@@ -427,7 +427,7 @@ def render_model_card(record: dict[str, Any], config: dict[str, Any]) -> str:
         "inputs": record["inputs"],
         "recipe": recipe,
         "learning_rate": config["learning_rate"],
-        "batch_size": config["batch_size"],
+        "batch_size": config["per_device_train_batch_size"],
         "seed": record["seed"],
         "steps": record["global_step"],
         "train_loss": f"{record['train_loss']:.4f}",
@@ -453,12 +453,10 @@ def _git_sha() -> str | None:
 
 def _dataset_facts(dataset: str | os.PathLike) -> dict[str, Any]:
     """Build id and test-split identity of the training data (what the leaderboard compares)."""
-    from ..data import load_split
+    from ..data import load_split, read_build_info
 
-    build_id = None
-    info_file = Path(str(dataset)) / "build_info.json"
-    if info_file.is_file():
-        build_id = json.loads(info_file.read_text(encoding="utf-8")).get("build_id")
+    info = read_build_info(dataset)
+    build_id = info.get("build_id") if info else None
     try:
         test_ids = list(load_split(dataset, "mv_description", "test")["id"])
     except (ValueError, FileNotFoundError):

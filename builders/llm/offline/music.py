@@ -12,14 +12,13 @@ from typing import Sequence
 
 from builders.llm.offline.lexicon import LANGUAGE_NAMES
 from builders.llm.offline.text import NUMBER_WORDS, Chooser, join_list, quote_tag, to_float, with_article
-from builders.music_theory import chord_name, parse_key, roman_numeral, sounding_chord
+from builders.music_theory import chord_name, chord_text, parse_key, roman_numeral, sounding_chord
 from mv4all.schema import MusicFeatures, Track
 
 
 def pretty_chord(label: str) -> str:
-    """madmom "A:min" -> "Am", "C:maj" -> "C", "N" -> "N"."""
-    name = chord_name(label)
-    return "N" if name is None else name
+    """madmom "A:min" -> "Am", "C:maj" -> "C", "N" -> "N" (madmom's own spelling, kept in captions)."""
+    return chord_text(label, no_chord="N")
 
 
 class MusicFacts:

@@ -1,0 +1,136 @@
+"""The leaderboard's files: ``leaderboard.md`` (the paper's Table 1 layout: groups, input marks,
+top three of each column in bold), ``.json`` (scores, metric settings, each row's source and
+decoding), ``.csv`` and a bar chart ``.png``."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from eval.leaderboard_config import GROUPS, Config, Row
+
+GROUP_TITLES = {"baseline": "Baselines", "main": "All inputs", "ablation": "Ablations (trained and evaluated on the same inputs)",
+                "sanity": "Sanity check (inputs removed at inference)"}
+CIRCLED = {1: "①", 2: "②", 3: "③", 4: "④"}
+TOP_K = 3
+BASELINE_NOTE = (
+    "Baselines differ from the paper's: the paper's zero-shot row is NExT-GPT (Vicuna-7B + ImageBind, "
+    "pre-trained on its own instruction data), ours `stage1-zeroshot` is our stage-1 checkpoint (projector "
+    "aligned on music captions, no LoRA, never trained on MV descriptions) prompted with inputs 1+2+3+4; "
+    "`llm-text-only` is the base LLM alone with inputs 2+3+4 (no audio, no training). A randomly "
+    "initialised projector is never used as a baseline."
+)
+
+
+def top_k(values: list[float | None], k: int = TOP_K) -> set[int]:
+    """Indices of the top ``k`` as displayed (one decimal); ties with the k-th are bold too."""
+    shown = [None if v is None else round(v, 1) for v in values]
+    ranked = sorted((v for v in shown if v is not None), reverse=True)
+    if not ranked:
+        return set()
+    cut = ranked[min(k, len(ranked)) - 1]
+    return {i for i, v in enumerate(shown) if v is not None and v >= cut}
+
+
+def _inputs_marks(inputs: str | None) -> list[str]:
+    from mv4all.inputs import parse_combination
+
+    combo = parse_combination(inputs or "none")
+    return ["✓" if m in combo else "" for m in (1, 2, 3, 4)]
+
+
+def render_markdown(cfg: Config, rows: list[Row], results: dict, settings: dict, split_hash: str) -> str:
+    from mv4all.metrics import SCORE_COLUMNS
+
+    bert = settings.get("bertscore") or {}
+    model = bert.get("model")
+    if model and Path(str(model)).is_dir():
+        model = "/".join(Path(str(model)).resolve().parts[-2:])
+    bert_label = f"BERTScore ({model}, layer {bert.get('layer')})" if bert else "BERTScore (off)"
+    keys = [k for k, _ in SCORE_COLUMNS]
+    bold = {k: top_k([getattr(results[r.name], k) for r in rows]) for k in keys}
+    header = ["Setting", "Trained on", *(CIRCLED[m] for m in (1, 2, 3, 4)), "BLEU-1", "BLEU-4",
+              "ROUGE-L P", "ROUGE-L R", "ROUGE-L F1", "BERTScore P", "BERTScore R", "BERTScore F1"]
+    title = (f"# {cfg.title}: music-to-MV description on `{cfg.dataset.name}` ({cfg.split}, "
+             f"n={next(iter(results.values())).n}, test ids sha256 {split_hash[:12]})")
+    lines = [title, "", f"**{bert_label}**", "",
+             f"Scores x100. Inputs at inference: ① music ② genre tags ③ MV type tag ④ lyrics understanding. "
+             f"Top {TOP_K} of each column in **bold** (ties included)."
+             + ("" if bert.get("comparable_to_paper", True) else
+                f" {bert_label} is not comparable to the paper's BERTScore (roberta-large, layer 17)."), "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * 2 + ":-:|" * 4 + "--:|" * 8]
+    for group in GROUPS:
+        members = [(i, r) for i, r in enumerate(rows) if r.group == group]
+        if not members:
+            continue
+        lines.append(f"| *{GROUP_TITLES[group]}* |" + " |" * (len(header) - 1))
+        for i, row in members:
+            res = results[row.name]
+            cells = []
+            for k in keys:
+                v = getattr(res, k)
+                text = "-" if v is None else f"{v:.1f}"
+                cells.append(f"**{text}**" if i in bold[k] else text)
+            trained = row.trained_label or row.train_inputs or ("— (base LLM)" if row.base_model else "?")
+            lines.append(f"| {row.name} | {trained} | " + " | ".join(_inputs_marks(row.eval_inputs)) + " | "
+                         + " | ".join(cells) + " |")
+    lines += ["", f"*Note.* {BASELINE_NOTE}", ""]
+    return "\n".join(lines)
+
+
+def write_chart(path: Path, rows: list[Row], results: dict, bert_label: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    metrics = [("bleu_1", "BLEU-1"), ("rouge_l_f1", "ROUGE-L F1"), ("bertscore_f1", bert_label)]
+    metrics = [(k, label) for k, label in metrics if all(getattr(results[r.name], k) is not None for r in rows)]
+    x = np.arange(len(rows))
+    width = 0.8 / max(1, len(metrics))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(rows) + 2), 4.5))
+    for j, (key, label) in enumerate(metrics):
+        ax.bar(x + (j - (len(metrics) - 1) / 2) * width, [getattr(results[r.name], key) for r in rows], width, label=label)
+    ax.set_xticks(x, [r.name for r in rows], rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("score x100")
+    ax.set_title("MV description metrics per setting")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_leaderboard(cfg: Config, results: dict, settings: dict, split_hash: str, paths: dict[str, Path],
+                      decodings: dict[str, dict]) -> tuple[str, dict[str, Path]]:
+    """Write the four files into ``cfg.out_dir``; return the markdown and the files by extension."""
+    from mv4all.metrics import SCORE_COLUMNS, report_json
+    from mv4all.safety import atomic_write_text
+
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    markdown = render_markdown(cfg, cfg.rows, results, settings, split_hash)
+    files = {"md": cfg.out_dir / "leaderboard.md", "csv": cfg.out_dir / "leaderboard.csv",
+             "json": cfg.out_dir / "leaderboard.json", "png": cfg.out_dir / "leaderboard.png"}
+    atomic_write_text(files["md"], markdown)
+    sources = {r.name: {"group": r.group, "train_inputs": r.train_inputs, "eval_inputs": r.eval_inputs,
+                        "source": r.source, "predictions": str(paths[r.name]), "decoding": decodings.get(r.name)}
+               for r in cfg.rows}
+    report = report_json(results, settings, sources)
+    report.update({"dataset": str(cfg.dataset), "split": cfg.split, "test_ids_sha256": split_hash,
+                   "decoding_overrides": cfg.decoding, "note": BASELINE_NOTE})
+    atomic_write_text(files["json"], json.dumps(report, indent=2) + "\n")
+    with files["csv"].open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["name", "group", "train_inputs", "eval_inputs", "n", *(k for k, _ in SCORE_COLUMNS),
+                         "bertscore_model", "bertscore_layer", "source", "decoding"])
+        for r in cfg.rows:
+            res = results[r.name]
+            writer.writerow([r.name, r.group, r.train_inputs, r.eval_inputs, res.n,
+                             *("" if getattr(res, k) is None else f"{getattr(res, k):.4f}" for k, _ in SCORE_COLUMNS),
+                             res.bertscore_model, res.bertscore_layer, r.source,
+                             json.dumps(decodings.get(r.name), sort_keys=True)])
+    bert = settings.get("bertscore") or {}
+    write_chart(files["png"], cfg.rows, results, f"BERTScore F1 (L{bert.get('layer')})" if bert else "BERTScore F1")
+    return markdown, files
