@@ -9,6 +9,10 @@ A :class:`FeatureExtractor` holds madmom's 18 ONNX sessions and the downbeat DBN
 spaces; build it once per worker process and reuse it (the first clip also pays librosa's
 lazy imports and ONNX warm-up, ~1-2 s). Call :func:`limit_threads` first in
 process-parallel builds so N workers use N cores instead of N x (threads per library).
+
+One cohesive job at ~580 lines: the madmom chain, its thread control and the tempo choice are one
+recipe whose parts share state (the sessions, the STFT plan), and splitting them would only add
+imports between halves of one computation.
 """
 
 from __future__ import annotations

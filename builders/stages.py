@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from builders.video.records import VisualStats
 from mv4all.schema import (
     FrameCaption,
     FrameCaptions,
@@ -27,7 +28,6 @@ from mv4all.schema import (
     Record,
     Track,
     UnifiedMusicCaption,
-    VisualStats,
 )
 
 # --------------------------------------------------------------------------- stage I/O

@@ -12,7 +12,10 @@ trained against a different test split, a predictions file over different ids, o
 for other metric settings.
 
 Writes ``leaderboard.md`` (Table 1 layout, top three of each column in bold), ``.csv``, ``.json``
-and ``leaderboard.png``. ``eval/demo.py`` runs the demo's table (``leaderboard.demo.yaml``).
+and ``leaderboard.png``. Each row's structure and music faithfulness (``mv4all.metrics.quality``,
+checked against the split's measured facts) follow as a second table, "Beyond n-gram overlap",
+and as extra JSON/CSV fields; Table 1 itself is unchanged.
+``eval/demo.py`` runs the demo's table (``leaderboard.demo.yaml``).
 """
 
 # This script runs the steps in order and refuses what cannot share a table; the steps live in
@@ -59,6 +62,8 @@ class LeaderboardResult:
     test_ids_sha256: str = ""
     markdown: str = ""
     predictions: dict[str, Path] = field(default_factory=dict)  # row name -> its predictions JSONL
+    quality: dict = field(default_factory=dict)  # name -> QualityResult (mv4all.metrics.quality_table prints it)
+    quality_markdown: str = ""  # the second table, after Table 1 in leaderboard.md
 
 
 def _table_metrics(cfg: Config) -> dict:
@@ -96,7 +101,7 @@ def run_leaderboard(
 ) -> LeaderboardResult:
     """Generate what is missing, check comparability, score every row together and write the files."""
     from mv4all.describe import load_split
-    from mv4all.metrics import metric_settings, score_many
+    from mv4all.metrics import dataset_facts, metric_settings, quality_scores, score_many
     from mv4all.metrics.bertscore import BertScorer
     from mv4all.model.run import ids_sha256
     from mv4all.safety import claim_folder
@@ -119,23 +124,28 @@ def run_leaderboard(
         check_comparable(Config(**{**cfg.__dict__, "rows": [r for r in cfg.rows if r.run_dir == run_dir]}),
                          split_hash)
     paths, decodings, generated = ensure_predictions(cfg, set(references), fresh, no_cache, log)
-    preds, refs = _scoring_inputs(cfg, paths, references, split_hash, decodings)
+    preds, refs, ids = _scoring_inputs(cfg, paths, references, split_hash, decodings)
     results = score_many(preds, refs, bertscore=scorer is not None, scorer=scorer)
     settings = metric_settings(scorer.spec if scorer else None)
-    markdown, files = write_leaderboard(cfg, results, settings, split_hash, paths, decodings)
+    facts = dataset_facts(cfg.dataset, cfg.split)  # the measured facts faithfulness checks claims against
+    quality = {name: quality_scores(texts, [facts[i] for i in ids[name]]) for name, texts in preds.items()}
+    markdown, quality_markdown, files = write_leaderboard(cfg, results, settings, split_hash, paths, decodings,
+                                                          quality)
     return LeaderboardResult(rows=cfg.rows, results=results, files=files, generated=generated,
-                             test_ids_sha256=split_hash, markdown=markdown, predictions=dict(paths))
+                             test_ids_sha256=split_hash, markdown=markdown, predictions=dict(paths),
+                             quality=quality, quality_markdown=quality_markdown)
 
 
 def _scoring_inputs(cfg: Config, paths: dict[str, Path], references: dict[str, str], split_hash: str,
-                    decodings: dict[str, dict]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """(predictions, references) per row, in id order; a file over other ids than the split's is refused.
+                    decodings: dict[str, dict]) -> tuple[dict[str, list[str]], ...]:
+    """(predictions, references, ids) per row, in id order; a file over other ids than the split's is refused.
     Rows given as a predictions file take their inputs and decoding from it."""
     from mv4all.metrics import read_predictions
     from mv4all.model.run import ids_sha256
 
     preds: dict[str, list[str]] = {}
     refs: dict[str, list[str]] = {}
+    order_ids: dict[str, list[str]] = {}
     for row in cfg.rows:
         records = read_predictions(paths[row.name])
         ids = [p.id for p in records]
@@ -151,7 +161,8 @@ def _scoring_inputs(cfg: Config, paths: dict[str, Path], references: dict[str, s
         order = sorted(records, key=lambda p: p.id)
         preds[row.name] = [p.prediction for p in order]
         refs[row.name] = [references[p.id] for p in order]
-    return preds, refs
+        order_ids[row.name] = [p.id for p in order]
+    return preds, refs, order_ids
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -174,6 +185,7 @@ def main(args: argparse.Namespace) -> LeaderboardResult:
         print(f"error: {text}", file=sys.stderr)
         raise SystemExit(2) from None
     print(result.markdown)
+    print(result.quality_markdown)
     print("wrote " + ", ".join(str(p) for p in result.files.values()), file=sys.stderr)
     return result
 

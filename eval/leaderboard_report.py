@@ -1,6 +1,12 @@
 """The leaderboard's files: ``leaderboard.md`` (the paper's Table 1 layout: groups, input marks,
 top three of each column in bold), ``.json`` (scores, metric settings, each row's source and
-decoding), ``.csv`` and a bar chart ``.png``."""
+decoding), ``.csv`` and a bar chart ``.png``.
+
+Table 1 scores wording against one reference; it cannot say whether a description fits its music.
+So the files also carry ``mv4all.metrics.quality``'s numbers (structure, music faithfulness) as a
+second table *after* Table 1, a ``quality`` block per JSON row and ``q_*`` CSV columns appended after
+the existing ones: Table 1, its columns and its chart stay exactly as they were, so readers of the
+old files keep working."""
 
 from __future__ import annotations
 
@@ -9,6 +15,8 @@ import json
 from pathlib import Path
 
 from eval.leaderboard_config import GROUPS, Config, Row
+from mv4all.metrics.faithfulness import CLAIM_TYPES
+from mv4all.metrics.quality import TABLE_TYPES, QualityResult
 
 GROUP_TITLES = {"baseline": "Baselines", "main": "All inputs", "ablation": "Ablations (trained and evaluated on the same inputs)",
                 "sanity": "Sanity check (inputs removed at inference)"}
@@ -79,6 +87,53 @@ def render_markdown(cfg: Config, rows: list[Row], results: dict, settings: dict,
     return "\n".join(lines)
 
 
+QUALITY_TITLE = "Beyond n-gram overlap"
+# (key of quality_values, markdown header): the columns of ``quality_table``; the CSV has all the keys.
+QUALITY_MD_COLUMNS = [("parse_rate", "parse"), ("parse_rate_10", "≥10 frames"), ("mean_frames", "mean frames"),
+                      ("truncation_rate", "truncated"), ("repetition", "repeated 4-grams"),
+                      ("faithfulness", "faithfulness"), ("claim_coverage", "claim coverage"),
+                      *((f"{t}_precision", f"{t} P") for t in TABLE_TYPES)]
+
+
+def quality_values(result: QualityResult) -> dict[str, float | None]:
+    """A row's quality numbers, x100 like Table 1 (``mean_frames`` is a count); None = nothing to measure
+    (no faithfulness without the clips' facts, no precision for a claim type never made)."""
+    s, f = result.structure, result.faithfulness
+
+    def pct(v: float | None) -> float | None:
+        return None if v is None else 100 * v
+
+    values = {"parse_rate": pct(s.parse_rate), "parse_rate_10": pct(s.parse_rate_10), "mean_frames": s.mean_frames,
+              "truncation_rate": pct(s.truncation_rate), "repetition": pct(s.repetition),
+              "faithfulness": pct(f.score) if f else None, "claim_coverage": pct(f.coverage) if f else None}
+    for t in CLAIM_TYPES:
+        values[f"{t}_precision"] = pct(f.per_type[t].precision) if f and t in f.per_type else None
+    return values
+
+
+def render_quality_markdown(rows: list[Row], quality: dict[str, QualityResult]) -> str:
+    """The second table: one line per row, grouped like Table 1, no bold (lower is better for some columns)."""
+    header = ["Setting", "n", *(label for _, label in QUALITY_MD_COLUMNS)]
+    lines = [f"## {QUALITY_TITLE}", "",
+             "Not in the paper. Shares x100 over each row's predictions. *parse*: an overview and at least one "
+             "numbered frame; *≥10 frames*: the same with 10 or more (15 expected); *truncated*: ends mid-sentence; "
+             "*repeated 4-grams*: 1 - distinct / all 4-grams. *faithfulness*: right / checked musical claims (tempo, "
+             "key, meter, energy, mood, danceability, MV type, genre) against the clip's measured features; "
+             "*claim coverage*: predictions making at least one checkable claim; *P*: precision of one claim type, "
+             "- when none was made (all types in the JSON).", "",
+             "| " + " | ".join(header) + " |", "|---|" + "--:|" * (len(header) - 1)]
+    for group in GROUPS:
+        members = [r for r in rows if r.group == group]
+        if not members:
+            continue
+        lines.append(f"| *{GROUP_TITLES[group]}* |" + " |" * (len(header) - 1))
+        for row in members:
+            values = quality_values(quality[row.name])
+            cells = ["-" if values[k] is None else f"{values[k]:.1f}" for k, _ in QUALITY_MD_COLUMNS]
+            lines.append(f"| {row.name} | {quality[row.name].n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_chart(path: Path, rows: list[Row], results: dict, bert_label: str) -> Path:
     import matplotlib
 
@@ -104,33 +159,44 @@ def write_chart(path: Path, rows: list[Row], results: dict, bert_label: str) -> 
 
 
 def write_leaderboard(cfg: Config, results: dict, settings: dict, split_hash: str, paths: dict[str, Path],
-                      decodings: dict[str, dict]) -> tuple[str, dict[str, Path]]:
-    """Write the four files into ``cfg.out_dir``; return the markdown and the files by extension."""
+                      decodings: dict[str, dict],
+                      quality: dict[str, QualityResult]) -> tuple[str, str, dict[str, Path]]:
+    """Write the four files into ``cfg.out_dir``; return Table 1's markdown, the second table's and the files
+    by extension. The JSON's ``quality`` blocks are ``QualityResult.to_dict()``: fractions 0..1 with the
+    claim counts, unlike the x100 scores next to them."""
     from mv4all.metrics import SCORE_COLUMNS, report_json
     from mv4all.safety import atomic_write_text
 
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     markdown = render_markdown(cfg, cfg.rows, results, settings, split_hash)
+    quality_markdown = render_quality_markdown(cfg.rows, quality)
     files = {"md": cfg.out_dir / "leaderboard.md", "csv": cfg.out_dir / "leaderboard.csv",
              "json": cfg.out_dir / "leaderboard.json", "png": cfg.out_dir / "leaderboard.png"}
-    atomic_write_text(files["md"], markdown)
+    atomic_write_text(files["md"], markdown + "\n" + quality_markdown)
     sources = {r.name: {"group": r.group, "train_inputs": r.train_inputs, "eval_inputs": r.eval_inputs,
                         "source": r.source, "predictions": str(paths[r.name]), "decoding": decodings.get(r.name)}
                for r in cfg.rows}
     report = report_json(results, settings, sources)
     report.update({"dataset": str(cfg.dataset), "split": cfg.split, "test_ids_sha256": split_hash,
-                   "decoding_overrides": cfg.decoding, "note": BASELINE_NOTE})
+                   "decoding_overrides": cfg.decoding, "note": BASELINE_NOTE,
+                   "quality_note": "quality: structure and music faithfulness (mv4all.metrics.quality), fractions "
+                                   "0..1; not in the paper's Table 1"})
+    for entry in report["results"]:
+        entry["quality"] = quality[entry["name"]].to_dict()
     atomic_write_text(files["json"], json.dumps(report, indent=2) + "\n")
+    quality_keys = list(quality_values(next(iter(quality.values()))))  # the same keys for every row
     with files["csv"].open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["name", "group", "train_inputs", "eval_inputs", "n", *(k for k, _ in SCORE_COLUMNS),
-                         "bertscore_model", "bertscore_layer", "source", "decoding"])
+                         "bertscore_model", "bertscore_layer", "source", "decoding",
+                         *(f"q_{k}" for k in quality_keys)])
         for r in cfg.rows:
             res = results[r.name]
             writer.writerow([r.name, r.group, r.train_inputs, r.eval_inputs, res.n,
                              *("" if getattr(res, k) is None else f"{getattr(res, k):.4f}" for k, _ in SCORE_COLUMNS),
                              res.bertscore_model, res.bertscore_layer, r.source,
-                             json.dumps(decodings.get(r.name), sort_keys=True)])
+                             json.dumps(decodings.get(r.name), sort_keys=True),
+                             *("" if v is None else f"{v:.4f}" for v in quality_values(quality[r.name]).values())])
     bert = settings.get("bertscore") or {}
     write_chart(files["png"], cfg.rows, results, f"BERTScore F1 (L{bert.get('layer')})" if bert else "BERTScore F1")
-    return markdown, files
+    return markdown, quality_markdown, files

@@ -1,9 +1,10 @@
-"""Contract v1.1: every record that crosses a boundary in mv4all.
+"""Contract v1.2: every record that crosses a boundary in mv4all.
 
-One place defines what a dataset row is (``Example``), what the builder's stages
-consume (``StageInput``) and produce (the output models), and the Hugging Face
-``datasets.Features`` mirror of the row. Later work extends this module and bumps
-``SCHEMA_VERSION``; nothing else redefines these shapes.
+One place defines what a dataset row is (``Example``), what the builder's stages produce (the
+output models) and the Hugging Face ``datasets.Features`` mirror of the row, what a predictions
+file holds (``Prediction``), and what a whole-song MV script is (``SongScript``). Later work extends
+this module and bumps ``SCHEMA_VERSION``; nothing else redefines these shapes. Records that never
+leave the builder (stage inputs and results, video measurements) live in ``builders/``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-SCHEMA_VERSION = "1.1"  # 1.1: MVDescription.closing (the paper's closing sentence), Prediction.truncated
+SCHEMA_VERSION = "1.2"
+# 1.1: MVDescription.closing (the paper's closing sentence), Prediction.truncated
+# 1.2: SongScript (a whole song's MV plan: facts, sections, shots, overview)
 
 # The two time facts every stage shares (one home): Music4All clips are 30 s, and the paper samples
 # one frame every 2 s (15 frames per clip). Training windows, describe, the frame sampler, the
@@ -118,64 +121,6 @@ class MusicFeatures(Record):
     valence: float | None = None
     danceability: float | None = None
     librosa: LibrosaDescriptors
-
-
-class FrameStats(Record):
-    """What was measured on one sampled frame."""
-
-    t: float  # seconds from the clip start
-    mean_rgb: list[float]  # 3 values, 0..255
-    brightness: float  # mean luma, 0..255
-    saturation: float  # mean HSV saturation, 0..1
-    colours: list[str]  # named dominant colours, most prominent first
-    motion: float  # within-shot change vs a frame a moment later (mean abs luma diff)
-    cut_before: bool  # a shot boundary since the previous sampled frame
-    faces: int  # faces found by OpenCV's bundled frontal-face cascade
-    text_overlay: bool  # caption/lyric-like text band detected
-    edge_density: float  # share of edge pixels (busy vs plain images)
-    # Measured extras (defaults keep older producers valid). Colour/brightness numbers above
-    # are taken over the picture area, i.e. without letterbox bars.
-    letterbox: bool = False  # black bars above and below the picture
-    bars: float = 0.0  # share of the frame height covered by those bars
-    colourfulness: float = 0.0  # Hasler-Suesstrunk colourfulness M (0 grey .. ~100+ vivid)
-    flat_colour: float = 0.0  # share of the picture in flat, saturated colour fields (cartoon-like)
-    layering: float = 0.0  # share of luma variance explained by row means (horizontal bands: sky/land/water)
-    face_size: float = 0.0  # height of the largest face / frame height (0 when no face)
-    motion_in_shot: bool = True  # False when a cut (or the clip end) lies between the frame and its motion partner
-    zoom: float = 0.0  # global scale change per second between the frame and its partner (+ zoom in)
-    pan_x: float = 0.0  # apparent camera pan, frame widths per second (+ right)
-    pan_y: float = 0.0  # apparent camera tilt, frame heights per second (+ down)
-    residual: float = 0.0  # motion left after removing the global zoom/pan (same units as motion)
-
-
-class VisualStats(Record):
-    """Per-clip visual measurements; the static filter reads ``static_score``."""
-
-    width: int
-    height: int
-    fps: float
-    duration: float
-    frames: list[FrameStats]
-    static_score: float  # median within-shot motion; ~0 for stills and slideshows of stills
-    shot_count: int
-    zoom_pan: bool  # slow continuous zoom/pan over still images (Ken Burns)
-    # Measured extras (defaults keep older producers valid).
-    cut_times: list[float] = Field(default_factory=list)  # detected cuts, seconds from the clip start
-    cuts_per_minute: float = 0.0
-    zoom_pan_share: float = 0.0  # share of moving in-shot frame pairs explained by a rigid zoom/pan
-    residual_motion: float = 0.0  # median in-shot motion left after removing global zoom/pan
-    letterbox: bool = False  # most frames carry black bars above and below
-    brightness: float = 0.0  # median frame brightness, 0..255
-    saturation: float = 0.0  # median frame saturation, 0..1
-    colourfulness: float = 0.0  # median Hasler-Suesstrunk colourfulness
-    flat_colour: float = 0.0  # median share of flat, saturated colour fields
-    layering: float = 0.0  # median horizontal-band structure score
-    face_share: float = 0.0  # share of sampled frames with at least one face
-    text_share: float = 0.0  # share of sampled frames with a text overlay
-    shake: float = 0.0  # handheld jitter: high-frequency global shift, % of frame width per frame step
-    flicker: float = 0.0  # high-frequency brightness change within shots (luma levels): flashing lights
-    motion_periodicity: float = 0.0  # 0..1 autocorrelation peak of the motion-energy series
-    motion_bpm: float | None = None  # rate of that periodic motion, events per minute
 
 
 # --------------------------------------------------------------------------- outputs
@@ -472,3 +417,80 @@ class Prediction(Record):
     seed: int | None = None
     model_sha: str | None = None  # revision/hash of the weights that produced the text
     truncated: bool | None = None  # since 1.1: the length limit ended the text, not the model (None: unknown)
+
+
+# --------------------------------------------------------------------------- whole songs (since 1.2)
+
+
+class SongSection(Record):
+    """A structural section of a song (intro/verse/chorus-like), its bounds on downbeats."""
+
+    start: float  # seconds from the song start
+    end: float
+    label: str  # "A", "B", ...: sections with the same label sound alike (repeats of one part)
+
+
+class Shot(Record):
+    """One shot of the MV plan: a time span on the song's own clock and what the picture shows."""
+
+    start: float  # seconds from the song start
+    end: float
+    section: str  # label of the section the shot starts in
+    title: str = ""  # the frame's title from the breakdown ("Opening Shot", ...)
+    text: str
+
+
+class SongFacts(Record):
+    """What was measured once on the whole song (the builder's feature code)."""
+
+    duration: float
+    tempo: float  # BPM
+    beats_per_bar: int  # 0 = unknown
+    key: str  # e.g. "A minor"; "unknown" for silence
+    downbeats: list[float] = Field(default_factory=list)
+    chords: list[Chord] = Field(default_factory=list)
+
+
+class SongWindow(Record):
+    """One model call: the 30 s of audio it heard and the section it was aligned to."""
+
+    start: float
+    end: float  # start + the model's window length (the last window may run past the song: padded)
+    section: str
+
+
+class SongScript(Record):
+    """A whole song's MV plan: ``mv4all describe --whole-song`` writes it, ``shots`` and ``storyboard`` read it.
+
+    Shots cover the song from 0 to ``facts.duration`` without gap or overlap; their times are absolute.
+    """
+
+    schema_version: str = SCHEMA_VERSION
+    source: str  # the audio file's name (no directory: scripts are shared)
+    model: str | None = None  # the run that described it
+    facts: SongFacts
+    sections: list[SongSection]
+    windows: list[SongWindow] = Field(default_factory=list)
+    mv_type: str = ""  # fixed across windows
+    genres: list[str] = Field(default_factory=list)
+    lyrics_understanding: str = ""
+    overview: str
+    shots: list[Shot]
+
+    def render_markdown(self) -> str:
+        """The script for people: facts, sections, then one line per shot with its times."""
+
+        def clock(t: float) -> str:
+            return f"{int(t // 60)}:{t % 60:05.2f}"
+
+        f = self.facts
+        lines = [f"# MV script: {self.source}", "",
+                 f"{clock(f.duration)} · {f.tempo:.0f} BPM · {f.key}"
+                 + (f" · {f.beats_per_bar}/4" if f.beats_per_bar else "")
+                 + (f" · {self.mv_type}" if self.mv_type else ""), "", "**Overview:**", self.overview.strip(), "",
+                 "**Sections:** " + ", ".join(f"{s.label} {clock(s.start)}-{clock(s.end)}" for s in self.sections),
+                 "", "**Shots:**"]
+        for i, shot in enumerate(self.shots, start=1):
+            title = f"**{shot.title.strip()}:** " if shot.title.strip() else ""
+            lines.append(f"{i}. [{clock(shot.start)}-{clock(shot.end)}, {shot.section}] {title}{shot.text.strip()}")
+        return "\n".join(lines) + "\n"

@@ -28,10 +28,10 @@ from builders.stages import (
 )
 from builders.store import read_log
 from builders.textcheck import longest_shared_run
+from builders.video.records import FrameStats, VisualStats
 from mv4all.schema import (
     FrameCaption,
     FrameCaptions,
-    FrameStats,
     LyricsUnderstanding,
     MusicCaption,
     MVBeat,
@@ -39,7 +39,6 @@ from mv4all.schema import (
     MVTypeTag,
     Track,
     UnifiedMusicCaption,
-    VisualStats,
 )
 from tests.conftest import OfflineWrapper, _build, copy_cpu_work
 

@@ -1,4 +1,5 @@
-"""eval/leaderboard.py end to end on tiny runs: every Table 1 row, bolding, caching, refusals.
+"""eval/leaderboard.py end to end on tiny runs: every Table 1 row, bolding, caching, refusals,
+and the second table (structure, music faithfulness) next to it.
 
 The stage-2 runs train in-process for a couple of steps on the shared sample build (the
 ``inference_runs`` fixture); BERTScore uses the offline MiniLM model at layer 6.
@@ -83,6 +84,74 @@ def test_all_rows_present_and_labelled(table):
     assert report["decoding_overrides"] == {"max_new_tokens": 16, "batch_size": 4}
 
 
+CSV_TABLE1 = ["name", "group", "train_inputs", "eval_inputs", "n", *(k for k, _ in SCORE_COLUMNS),
+              "bertscore_model", "bertscore_layer", "source", "decoding"]  # what readers of Table 1 rely on
+
+
+def test_second_table_follows_table_one_in_every_format(table):
+    import csv
+
+    from mv4all.metrics import QualityResult
+
+    _, cfg, result = table
+    names = [r["name"] for r in cfg["rows"]]
+    md = result.files["md"].read_text()
+    assert md == result.markdown + "\n" + result.quality_markdown  # Table 1 first, untouched
+    assert "Beyond n-gram overlap" not in result.markdown
+    second = result.quality_markdown.split("\n")
+    assert second[0] == "## Beyond n-gram overlap"
+    for label in ("parse", "≥10 frames", "mean frames", "truncated", "repeated 4-grams", "faithfulness",
+                  "claim coverage", "tempo P", "key P", "mv_type P", "genre P"):
+        assert f"| {label} |" in second[4]
+    for name in names:
+        assert sum(line.startswith(f"| {name} | ") for line in second) == 1
+    assert set(result.quality) == set(names) and all(isinstance(q, QualityResult) for q in result.quality.values())
+    assert all(q.faithfulness is not None for q in result.quality.values())  # the split's facts are known
+    report = json.loads(result.files["json"].read_text())
+    for entry in report["results"]:
+        assert entry["quality"] == result.quality[entry["name"]].to_dict()
+        assert entry["quality"]["n"] == entry["n"]
+    with result.files["csv"].open(newline="", encoding="utf-8") as f:
+        header, *lines = list(csv.reader(f))
+    assert header[:len(CSV_TABLE1)] == CSV_TABLE1  # the new columns come after the old ones
+    extra = header[len(CSV_TABLE1):]
+    assert {"q_parse_rate", "q_truncation_rate", "q_faithfulness", "q_claim_coverage", "q_key_precision"} <= set(extra)
+    assert all(k.startswith("q_") for k in extra) and len(lines) == len(names)
+    for line in lines:
+        q = result.quality[line[0]].structure
+        assert float(line[header.index("q_parse_rate")]) == pytest.approx(100 * q.parse_rate, abs=1e-4)
+
+
+def test_second_table_on_hand_checkable_predictions(sample_build, tmp_path, capsys):
+    """References as predictions parse, end cleanly and state only true facts; cut ones are all truncated."""
+    from mv4all.describe import load_split
+
+    refs = {r["id"]: r["mv_description_text"] for r in load_split(sample_build.out, "test")}
+    files = {}
+    for name, edit in (("references", lambda t: t), ("cut", lambda t: t[: len(t) // 2].rstrip() + " and the")):
+        files[name] = tmp_path / f"{name}.jsonl"
+        files[name].write_text("".join(json.dumps({"id": i, "prediction": edit(t)}) + "\n" for i, t in refs.items()))
+    cfg = {"dataset": str(sample_build.out), "out_dir": str(tmp_path / "out"), "rows": [
+        {"name": "references", "group": "main", "predictions": str(files["references"])},
+        {"name": "cut", "group": "ablation", "predictions": str(files["cut"])}]}
+    result = L.main(L.make_parser().parse_args(["--config", str(_write(tmp_path, cfg))]))
+    printed = capsys.readouterr().out
+    assert result.markdown in printed and result.quality_markdown in printed
+    ref, cut = result.quality["references"], result.quality["cut"]
+    assert ref.n == cut.n == len(refs)
+    assert ref.structure.parse_rate == ref.structure.parse_rate_10 == 1.0 and ref.structure.truncation_rate == 0.0
+    assert ref.faithfulness.score == 1.0 and ref.faithfulness.coverage == 1.0  # offline targets state measured facts
+    assert cut.structure.truncation_rate == 1.0
+    line = next(x for x in result.quality_markdown.splitlines() if x.startswith("| references |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    # name, n, parse, >=10 frames, mean frames, truncated, repeated 4-grams, faithfulness, claim coverage, ...
+    assert cells[:4] == ["references", str(len(refs)), "100.0", "100.0"]
+    assert cells[4] == f"{ref.structure.mean_frames:.1f}" and cells[5] == "0.0" and cells[7:9] == ["100.0", "100.0"]
+    cut_line = next(x for x in result.quality_markdown.splitlines() if x.startswith("| cut |"))
+    assert [c.strip() for c in cut_line.strip("|").split("|")][5] == "100.0"
+    print(result.quality_markdown)
+
+
 def test_rows_decode_with_their_runs_settings(inference_runs, tmp_path):
     from mv4all.describe import load_generation_config
 
@@ -97,7 +166,7 @@ def test_rows_decode_with_their_runs_settings(inference_runs, tmp_path):
 
 def test_bold_marks_top_three_of_each_column(table):
     result = table[2]
-    md = result.files["md"].read_text().splitlines()
+    md = result.markdown.splitlines()  # Table 1 (the file goes on with the second table)
     cells = {}
     for line in md:
         m = re.match(r"^\| ([^|*][^|]*?) \|", line)

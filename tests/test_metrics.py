@@ -265,6 +265,33 @@ def test_evaluate_load_offline_in_subprocess(tmp_path, minilm):
     assert got["settings"]["bleu"]["tokenize"] == "13a" and got["settings"]["rouge"]["use_stemmer"] is False
 
 
+def test_evaluate_module_quality_only_when_asked(tmp_path):
+    """The default output keeps the paper's keys; quality=True adds structure, rows add faithfulness."""
+    row = {"id": "a", "music_features": {"tempo": 128.0, "key": "E minor", "beats_per_bar": 4},
+           "mv_type": "Live Performance", "genres": ["rock"]}
+    text = ("Overview: A live performance video of a fast rock song in E minor at 128 BPM.\n\n"
+            + "".join(f"{i}. **Shot {i}:** The drummer counts in under red light.\n" for i in range(1, 16)))
+    code = (
+        "import json, evaluate\n"
+        f"m = evaluate.load({str(ROOT / 'eval' / 'mv_description')!r})\n"
+        f"kw = dict(predictions={[text, text[:-40]]!r}, references={HAND_REFS!r}, bertscore=False)\n"
+        "print(json.dumps([m.compute(**kw), m.compute(**kw, quality=True), "
+        f"m.compute(**kw, quality=True, rows={[row, row]!r})]))\n"
+    )
+    env = {**os.environ, **OFFLINE_ENV, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_ENDPOINT": "http://127.0.0.1:9"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    default, structure, faithful = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "quality" not in default
+    assert {k: v for k, v in structure.items() if k != "quality"} == default  # the paper's numbers untouched
+    q = structure["quality"]
+    assert q["n"] == 2 and q["faithfulness"] is None
+    assert q["structure"]["parse_rate"] == 1.0 and q["structure"]["truncation_rate"] == 0.5  # the second is cut
+    assert q["structure"]["mean_frames"] == 15.0  # the cut text still starts its 15th frame
+    f = faithful["quality"]["faithfulness"]
+    assert f["score"] == 1.0 and f["coverage"] == 1.0 and f["per_type"]["key"]["checked"] == 2
+
+
 # ----------------------------------------------------------------------------- predictions + CLI
 
 

@@ -128,7 +128,8 @@ def test_a_fast_classical_video_is_not_called_slow():
     from builders.llm.offline.mv_writer import write_mv_description
     from builders.llm.offline.text import Chooser
     from builders.stages import StageInput
-    from mv4all.schema import Beat, FrameCaption, FrameStats, LibrosaDescriptors, MusicFeatures, Track, VisualStats
+    from builders.video.records import FrameStats, VisualStats
+    from mv4all.schema import Beat, FrameCaption, LibrosaDescriptors, MusicFeatures, Track
 
     frames = [FrameStats(t=2.0 * i, mean_rgb=[120, 110, 100], brightness=120, saturation=0.4, colours=["blue", "white"],
                          motion=25.0, cut_before=i % 3 == 0 and i > 0, faces=0, text_overlay=False, edge_density=0.05,

@@ -22,16 +22,15 @@ from builders.stages import (
     StageInput,
     params_hash,
 )
+from builders.video.records import FrameStats, VisualStats
 from mv4all.schema import (
     Beat,
     Chord,
     FrameCaption,
-    FrameStats,
     LibrosaDescriptors,
     MusicFeatures,
     MVDescription,
     Track,
-    VisualStats,
 )
 
 CLIP = "AbCdEfGhIjKlMnOp"

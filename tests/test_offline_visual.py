@@ -12,7 +12,8 @@ from builders.llm.offline.visual import caption_frames, classify_mv_type, explai
 from builders.sample.specs import default_specs, with_overrides
 from builders.sample.video import render_video
 from builders.video import analyse_video
-from mv4all.schema import MV_TYPES, FrameStats, Track, VisualStats
+from builders.video.records import FrameStats, VisualStats
+from mv4all.schema import MV_TYPES, Track
 
 SECONDS = 12.0
 COLOUR_WORDS = {"red", "orange", "yellow", "green", "teal", "cyan", "blue", "purple", "pink", "brown"}

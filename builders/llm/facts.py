@@ -14,7 +14,8 @@ import re
 import unicodedata
 
 from builders.music_theory import chord_text, sounding_chord
-from mv4all.schema import FRAME_STEP_SECONDS, FrameCaption, MusicFeatures, Track, VisualStats
+from builders.video.records import VisualStats
+from mv4all.schema import FRAME_STEP_SECONDS, FrameCaption, MusicFeatures, Track
 
 MAX_CHORD_CHANGES = 32
 

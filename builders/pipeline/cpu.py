@@ -17,8 +17,9 @@ from builders.music4all import Corpus
 from builders.pipeline.result import failure_reason
 from builders.stages import params_hash
 from builders.store import file_fingerprint, stage_key
+from builders.video.records import VisualStats
 from mv4all.safety import check_id, inside
-from mv4all.schema import MusicFeatures, Track, VisualStats
+from mv4all.schema import MusicFeatures, Track
 
 if TYPE_CHECKING:
     from builders.pipeline.runner import Pipeline

@@ -21,8 +21,9 @@ import numpy as np
 
 from builders.video.decode import Decoded, VideoDecodeError, decode_clip
 from builders.video.frame_stats import colour_hist, global_motion, measure_frame, motion, small_gray
+from builders.video.records import FrameStats, VisualStats
 from builders.video.shots import Dense, cut_between, dense_measures
-from mv4all.schema import CLIP_SECONDS, FRAME_STEP_SECONDS, FrameStats, VisualStats
+from mv4all.schema import CLIP_SECONDS, FRAME_STEP_SECONDS
 
 GRADUAL_HIST = 0.5  # colour-histogram change between consecutive samples that marks a new shot
 RIGID_MIN_MOTION = 0.4  # pairs moving less than this do not count for (or against) zoom/pan

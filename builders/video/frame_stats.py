@@ -18,7 +18,7 @@ import numpy as np
 
 from builders.video.decode import fit
 from builders.video.faces import detect_faces
-from mv4all.schema import FrameStats
+from builders.video.records import FrameStats
 
 COLOUR_NAMES = ("black", "white", "gray", "red", "orange", "yellow", "green", "teal", "cyan", "blue", "purple", "pink", "brown")
 

@@ -7,7 +7,7 @@ zoom/pan over stills (Ken Burns) moves little, but is a montage, not a still, an
 
 from __future__ import annotations
 
-from mv4all.schema import VisualStats
+from builders.video.records import VisualStats
 
 
 def static_decision(visual: VisualStats, threshold: float = 1.0) -> tuple[bool, str]:

@@ -3,12 +3,14 @@
 `evaluate.load("bleu"/"rouge"/"bertscore")` fetches code from the Hub; this folder is
 loaded from disk (`evaluate.load("eval/mv_description")`) and delegates to
 `mv4all.metrics`, so the library, `mv4all evaluate` and this module give the same numbers.
+With `quality=True` it also returns the numbers beyond n-gram overlap (`mv4all.metrics.quality`):
+off by default, so callers of the paper's metrics get exactly the keys they always got.
 """
 
 import datasets
 import evaluate
 
-from mv4all.metrics import BertScorer, metric_settings, score_many
+from mv4all.metrics import BertScorer, metric_settings, quality_scores, score_many
 
 _DESCRIPTION = """\
 BLEU-1, BLEU-4, ROUGE-L precision/recall/F1 and BERTScore precision/recall/F1, x100, as in
@@ -36,10 +38,19 @@ Args:
     bertscore_layer: layer whose embeddings are matched [17 for roberta-large; required otherwise].
     device: torch device for BERTScore [cuda if available].
     batch_size: BERTScore batch size [64].
+    quality: True to also return `quality` (structure of every prediction; see below) [False].
+    rows: the dataset rows of the clips, one per prediction in order, each a dict with the measured
+        facts `music_features`, `mv_type` and `genres` (a built dataset's mv_description rows, e.g.
+        `mv4all.metrics.dataset_facts(folder, "test")[id]`); adds music faithfulness to `quality`
+        and implies quality=True [None].
 Returns:
     bleu_1, bleu_4, rouge_l_precision, rouge_l_recall, rouge_l_f1, bertscore_precision,
     bertscore_recall, bertscore_f1 (x100), n, bertscore_model, bertscore_layer,
     bertscore_comparable_to_paper, bertscore_note, bleu_details and settings.
+    With quality=True or rows, also `quality` (`QualityResult.to_dict()`, fractions 0..1, not x100):
+    {"n", "structure": {parse_rate, parse_rate_10, mean_frames, mean_frame_error, exact_frames_rate,
+    truncation_rate, repetition, expected_frames, n}, "faithfulness": {score, macro_precision,
+    coverage, per_type: {claim type: {coverage, precision, checked, right}}, n} or None without rows}.
 Examples:
     >>> metric = evaluate.load("eval/mv_description")
     >>> metric.compute(predictions=["a singer on a stage"], references=["a singer on a stage"], bertscore=False)["bleu_1"]
@@ -69,7 +80,12 @@ class MvDescription(evaluate.Metric):
         bertscore_layer=None,
         device=None,
         batch_size=64,
+        quality=False,
+        rows=None,
     ):
         scorer = BertScorer(bertscore_model, bertscore_layer, device=device, batch_size=batch_size) if bertscore else None
         result = score_many({"predictions": predictions}, references, bertscore=bertscore, scorer=scorer)["predictions"]
-        return {**result.model_dump(), "settings": metric_settings(scorer.spec if scorer else None)}
+        out = {**result.model_dump(), "settings": metric_settings(scorer.spec if scorer else None)}
+        if quality or rows is not None:  # passing the rows is asking for their faithfulness
+            out["quality"] = quality_scores(predictions, rows).to_dict()
+        return out

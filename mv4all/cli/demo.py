@@ -1,5 +1,6 @@
 """``mv4all demo``: sample corpus -> offline build -> a small model trained in two stages ->
-Table 1, all on this machine, with a tour of where everything was written."""
+Table 1 (then its structure and music faithfulness), all on this machine, with a tour of where
+everything was written."""
 
 from __future__ import annotations
 
@@ -76,6 +77,7 @@ def _demo_learning(folder: Path, dataset: Path, corpus: Path, quick: bool, timin
     from rich.panel import Panel
 
     from eval import demo as demo_eval
+    from mv4all.metrics import quality_table
 
     for sub in ("runs", "leaderboard"):  # a demo rerun trains and scores afresh
         shutil.rmtree(folder / sub, ignore_errors=True)
@@ -87,6 +89,7 @@ def _demo_learning(folder: Path, dataset: Path, corpus: Path, quick: bool, timin
     timings.update(outcome.timings)
     console.rule("Table 1 on the demo's test split")
     console.print(outcome.leaderboard.markdown, markup=False, highlight=False, soft_wrap=True)
+    console.print(quality_table(outcome.leaderboard.quality))  # the second table: structure, faithfulness
     targets = Table(title="learning targets" + (" (not checked with --quick)" if quick else ""))
     for col in ("target", "measured", "wanted", "met"):
         targets.add_column(col)

@@ -45,12 +45,13 @@ def quality_scores(predictions: Sequence[str], rows: Sequence[Any] | None = None
                          faithfulness=None if rows is None else music_faithfulness(predictions, rows))
 
 
-def dataset_facts(dataset: str | os.PathLike, split: str = "test") -> dict[str, dict[str, Any]]:
+def dataset_facts(dataset: str | os.PathLike, split: str = "test",
+                  columns: Sequence[str] = FACT_COLUMNS) -> dict[str, dict[str, Any]]:
     """``id -> row`` with the measured facts of one split (``mv4all.data.load_split`` reads the folder)."""
     from ..data import load_split
 
     ds = load_split(dataset, "mv_description", split)
-    ds = ds.select_columns([c for c in FACT_COLUMNS if c in ds.column_names])
+    ds = ds.select_columns([c for c in dict.fromkeys(["id", *columns]) if c in ds.column_names])
     return {row["id"]: row for row in ds}
 
 

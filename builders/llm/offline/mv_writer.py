@@ -27,7 +27,8 @@ from builders.llm.offline.music import MusicFacts
 from builders.llm.offline.text import Chooser, cap, clean_line, join_list
 from builders.llm.offline.visual import glides_over_still, motion_band
 from builders.stages import StageInput
-from mv4all.schema import FrameStats, MusicFeatures, MVBeat, MVDescription, Track, VisualStats
+from builders.video.records import FrameStats, VisualStats
+from mv4all.schema import MusicFeatures, MVBeat, MVDescription, Track
 
 BEAT_WORDS = (10, 25)  # words per beat text (title excluded)
 

@@ -15,7 +15,8 @@ byte-identical output.
 
 from __future__ import annotations
 
-from mv4all.schema import FRAME_STEP_SECONDS, MV_TYPES, FrameCaption, FrameCaptions, FrameStats, Track, VisualStats
+from builders.video.records import FrameStats, VisualStats
+from mv4all.schema import FRAME_STEP_SECONDS, MV_TYPES, FrameCaption, FrameCaptions, Track
 
 VERSION = "1"  # bump when captions or rules change: it is part of the offline backend's cache key
 BACKEND_NOTE = "offline heuristic: captions and MV type derived from measured frame statistics, no vision model"
