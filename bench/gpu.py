@@ -30,6 +30,15 @@ What it reports:
 
 A CUDA out-of-memory error is recorded for its variant (``{"error": "out of memory"}``) and
 the run goes on. Prints a table; ``--out`` writes every figure as JSON.
+
+``--backbone qwen2-audio`` measures a Qwen2-Audio-7B-shaped ``Qwen2AudioForConditionalGeneration``
+instead (random weights in bf16 built on the device from the published config, ``--tiny``: toy widths
+with the real 128 x 3000 mel input): LoRA r=32 on q/k/v/o of its language model (its only training
+stage), 750 audio tokens + prompt + MV description per row, the tower on the fly (``input_features``)
+or from its cache (``audio_embeds`` -> ``inputs_embeds``), checkpointing off and on; then generation
+at batch 1 and 8 from mel features. The JSON has the same sections; ``setup.backbone`` says which.
+
+    python bench/gpu.py --backbone qwen2-audio --out gpu-qwen2-audio.json
 """
 
 from __future__ import annotations
@@ -72,6 +81,16 @@ TINY = {
     "gen_prompt": 24, "max_new_tokens": 8,
     "steps": 2, "warmup": 1,
 }
+QWEN_FULL = {
+    "stage2_prompt": 120, "stage2_target": 1000, "gen_prompt": 120, "max_new_tokens": 1024, "steps": 10, "warmup": 3,
+}
+QWEN_TINY = {
+    "text": dict(hidden_size=64, intermediate_size=172, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=4, vocab_size=512, max_position_embeddings=2048),
+    "audio": dict(d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64, num_mel_bins=128,
+                  max_source_positions=1500),
+    "stage2_prompt": 24, "stage2_target": 48, "gen_prompt": 24, "max_new_tokens": 8, "steps": 2, "warmup": 1,
+}
 GEN_BATCHES = (1, 8)
 LOW_DTYPE = torch.bfloat16  # frozen weights and autocast, on GPU and CPU alike
 
@@ -82,6 +101,8 @@ LOW_DTYPE = torch.bfloat16  # frozen weights and autocast, on GPU and CPU alike
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="toy sizes, same code paths (CPU by default)")
+    parser.add_argument("--backbone", default="mv4all", choices=("mv4all", "qwen2-audio"),
+                        help="the mv4all model (Vicuna-7B shape) or a Qwen2-Audio-7B-shaped model")
     parser.add_argument("--device", help="cuda or cpu [cuda when available, cpu with --tiny]")
     parser.add_argument("--out", type=Path, help="write every figure as JSON here")
     parser.add_argument("--batch-size", type=int, default=2, help="training batch")
@@ -94,7 +115,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--gen-prompt", type=int, help="longest generation prompt [120; tiny 24]")
     parser.add_argument("--max-new-tokens", type=int, help="generated tokens per row [1024; tiny 8]")
     args = parser.parse_args(argv)
-    preset = TINY if args.tiny else FULL
+    if args.backbone == "qwen2-audio":
+        preset = QWEN_TINY if args.tiny else QWEN_FULL
+    else:
+        preset = TINY if args.tiny else FULL
     for key, value in preset.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
@@ -394,7 +418,7 @@ def print_report(report: dict):
     print(f"peak memory: {s['peak_memory_kind']}")
     print(f"{'variant':<26} {'tokens':>9} {'s/step':>9} {'tokens/s':>10} {'peak MiB':>10} {'grads':>9}")
     for r in report["training"]:
-        tokens = f"{r['batch_size']}x{r['prompt_tokens'] + r['target_tokens']}"
+        tokens = f"{r['batch_size']}x{r['prompt_tokens'] + r['target_tokens'] + r.get('audio_tokens', 0)}"
         if "error" in r:
             print(f"{r['name']:<26} {tokens:>9} {r['error']:>30}")
             continue
@@ -414,9 +438,224 @@ def print_report(report: dict):
     print(f"phases (s): {', '.join(f'{k} {v:.1f}' for k, v in report['phase_seconds'].items())}")
 
 
+# --------------------------------------------------------------------------- Qwen2-Audio
+
+
+def qwen_config(args):
+    """The published Qwen2-Audio-7B config (``mv4all.model.backbones``), or toy widths with the real mel input."""
+    import copy
+
+    from transformers import Qwen2AudioConfig
+
+    from mv4all.model.backbones import QWEN2_AUDIO_7B
+
+    if not args.tiny:
+        return Qwen2AudioConfig(**copy.deepcopy(QWEN2_AUDIO_7B))
+    text = {"model_type": "qwen2", **args.text, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0,
+            "tie_word_embeddings": False}
+    return Qwen2AudioConfig(audio_config={"model_type": "qwen2_audio_encoder", **args.audio}, text_config=text,
+                            audio_token_index=args.text["vocab_size"] - 1)
+
+
+def build_qwen(config, device: torch.device):
+    """Random weights, bf16, made on ``device``; frozen (LoRA is added by ``prepare_audio_lm``)."""
+    from transformers import Qwen2AudioForConditionalGeneration
+
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = Qwen2AudioForConditionalGeneration._from_config(config, dtype=LOW_DTYPE)
+    return model.requires_grad_(False)
+
+
+def qwen_ids(rows: int, prompt: int, target: int, config, generator, audio_tokens: int, left_pad: list[int] | None = None):
+    """``<|audio_bos|> <|AUDIO|> x 750 <|audio_eos|> prompt... target...`` per row (random ordinary ids)."""
+    vocab = config.text_config.vocab_size
+    audio_id = config.audio_token_id
+    high = min(audio_id, vocab) if audio_id > 3 else vocab
+    length = 1 + audio_tokens + prompt + target
+    ids = torch.randint(3, high, (rows, length), generator=generator)
+    mask = torch.ones_like(ids)
+    pads = list(left_pad or []) + [0] * rows
+    for i in range(rows):  # a shorter prompt, left-padded: the audio placeholders stay whole
+        start = min(pads[i], max(0, prompt - 1))
+        ids[i, :start] = 0
+        mask[i, :start] = 0
+        ids[i, start + 1 : start + 1 + audio_tokens] = audio_id
+    return ids, mask
+
+
+def qwen_train_batch(model, spec, batch: int, prompt: int, target: int, audio: str, device) -> dict:
+    config = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
+    frames = int(config.audio_config.max_source_positions) * 2
+    tokens = spec.audio_tokens_for_frames(frames)
+    generator = torch.Generator().manual_seed(1)
+    ids, mask = qwen_ids(batch, prompt, target, config, generator, tokens)
+    labels = ids.clone()
+    labels[:, : ids.shape[1] - target] = -100
+    out = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    if audio == "cache":  # the tower's output per clip, as mv4all.model.audio_lm.build_tower_cache stores it
+        out["audio_embeds"] = torch.randn(batch, tokens, int(config.audio_config.d_model), generator=generator)
+    else:
+        out["input_features"] = torch.randn(batch, int(config.audio_config.num_mel_bins), frames, generator=generator)
+        out["feature_attention_mask"] = torch.ones(batch, frames, dtype=torch.long)
+    return {k: v.to(device) for k, v in out.items()}
+
+
+def qwen_train_steps(model, spec, batch: dict, steps: int, warmup: int, device) -> dict:
+    """``train_steps`` with the cached tower outputs turned into ``inputs_embeds`` each step (what AudioLMTrainer does)."""
+    from mv4all.model.audio_lm import cached_audio_inputs
+
+    if "audio_embeds" not in batch:
+        return train_steps(model, batch, steps, warmup, device)
+    original = model.forward
+
+    def forward(**kwargs):
+        return original(**cached_audio_inputs(model, spec, kwargs))
+
+    model.forward = forward
+    try:
+        return train_steps(model, batch, steps, warmup, device)
+    finally:
+        del model.forward
+
+
+def run_qwen_variant(model, spec, audio: str, checkpointing: bool, args, device) -> dict:
+    prompt, target = args.stage2_prompt, args.stage2_target
+    result = {"name": f"stage2 {audio}{' +ckpt' if checkpointing else ''}", "stage": 2, "audio": audio,
+              "gradient_checkpointing": checkpointing, "batch_size": args.batch_size,
+              "prompt_tokens": prompt, "target_tokens": target}
+    free_memory(device)
+    result["checkpointed_layers"] = set_checkpointing(model, checkpointing)
+    result["allocated_before_mib"] = allocated_mib(device)
+    batch = None
+    try:
+        batch = qwen_train_batch(model, spec, args.batch_size, prompt, target, audio, device)
+        result["audio_tokens"] = int((batch["input_ids"][0] == model.get_base_model().config.audio_token_id).sum())
+        result.update(qwen_train_steps(model, spec, batch, args.steps, args.warmup, device))
+    except torch.OutOfMemoryError:
+        result["error"] = "out of memory"
+        result["peak_memory_mib"] = peak_memory_mib(device)
+    finally:
+        del batch
+        model.zero_grad(set_to_none=True)
+        free_memory(device)
+    return result
+
+
+def qwen_generate_speed(model, spec, args, device) -> dict:
+    """Greedy tokens/s at batch 1 and 8 from left-padded prompts with 750 audio tokens, the tower on the fly."""
+    set_checkpointing(model, False)
+    model.eval()
+    config = model.get_base_model().config
+    frames = int(config.audio_config.max_source_positions) * 2
+    tokens = spec.audio_tokens_for_frames(frames)
+    new = args.max_new_tokens
+    out = {"max_new_tokens": new, "prompt_tokens": args.gen_prompt, "audio_tokens": tokens,
+           "lora": "unmerged (as Describer runs a loaded run)"}
+    for rows in GEN_BATCHES:
+        free_memory(device)
+        generator = torch.Generator().manual_seed(2)
+        pads = [(i * 7) % max(1, args.gen_prompt // 4) for i in range(rows)]
+        ids, mask = qwen_ids(rows, args.gen_prompt, 0, config, generator, tokens, left_pad=pads)
+        batch = {"input_ids": ids, "attention_mask": mask,
+                 "input_features": torch.randn(rows, int(config.audio_config.num_mel_bins), frames, generator=generator),
+                 "feature_attention_mask": torch.ones(rows, frames, dtype=torch.long)}
+        batch = {k: v.to(device) for k, v in batch.items()}
+        batch["input_features"] = batch["input_features"].to(LOW_DTYPE)
+        kwargs = dict(do_sample=False, pad_token_id=0)
+        try:
+            with torch.inference_mode():
+                model.generate(**batch, max_new_tokens=2, min_new_tokens=2, **kwargs)
+                sync(device)
+                t0 = time.perf_counter()
+                generated = model.generate(**batch, max_new_tokens=new, min_new_tokens=new, **kwargs)
+                sync(device)
+            seconds = time.perf_counter() - t0
+            made = generated.shape[1] - batch["input_ids"].shape[1]
+            out[f"batch{rows}"] = {"seconds": seconds, "new_tokens_per_row": made,
+                                   "tokens_per_s": rows * made / seconds, "peak_memory_mib": peak_memory_mib(device)}
+        except torch.OutOfMemoryError:
+            out[f"batch{rows}"] = {"error": "out of memory"}
+        finally:
+            del batch
+            free_memory(device)
+    one, eight = out.get("batch1", {}), out.get("batch8", {})
+    if "tokens_per_s" in one and "tokens_per_s" in eight:
+        out["speedup_batch8"] = eight["tokens_per_s"] / one["tokens_per_s"]
+    return out
+
+
+def qwen_setup(model, spec, config, args, device) -> dict:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    tower = spec.tower(base)
+    lm = spec.module(base, spec.language_model)
+    frames = int(config.audio_config.max_source_positions) * 2
+    return {
+        "backbone": "qwen2-audio",
+        "shape": "tiny" if args.tiny else "qwen2-audio-7b",
+        "device": device_name(device),
+        "versions": versions(),
+        "llm_config": {k: getattr(config.text_config, k) for k in ("hidden_size", "intermediate_size",
+                                                                   "num_hidden_layers", "num_attention_heads",
+                                                                   "num_key_value_heads", "vocab_size")},
+        "audio_config": {k: getattr(config.audio_config, k) for k in ("d_model", "encoder_layers",
+                                                                     "encoder_attention_heads", "encoder_ffn_dim",
+                                                                     "num_mel_bins", "max_source_positions")},
+        "llm_params": count_params(lm) + count_params(base.lm_head),
+        "llm_dtype": str(next(lm.parameters()).dtype),
+        "attn_implementation": lm.config._attn_implementation,
+        "audio_encoder": "qwen2-audio tower",
+        "encoder_params": count_params(tower),
+        "encoder_dtype": str(next(tower.parameters()).dtype),
+        "projector_params": count_params(spec.module(base, spec.projector)),
+        "projector_dtype": str(next(spec.module(base, spec.projector).parameters()).dtype),
+        "mel_frames": frames,
+        "audio_tokens": spec.audio_tokens_for_frames(frames),
+        "autocast_dtype": str(LOW_DTYPE),
+        "audio_token_id": config.audio_token_id,
+        "optimizer": "AdamW lr 1e-4 betas (0.9, 0.95) weight decay 0.001, grad clip 1.0",
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "peak_memory_kind": ("torch.cuda.max_memory_allocated, reset per variant" if device.type == "cuda"
+                             else "process max RSS (cumulative over the run, not reset per variant)"),
+    }
+
+
+def main_qwen(args, device) -> dict:
+    from mv4all.model.audio_lm import prepare_audio_lm
+    from mv4all.model.backbones import get_backbone
+
+    spec = get_backbone("qwen2-audio")
+    started = time.perf_counter()
+    phases = {}
+    t0 = time.perf_counter()
+    config = qwen_config(args)
+    model = prepare_audio_lm(build_qwen(config, device), spec, {"r": 32, "alpha": 32, "dropout": 0.1})
+    phases["build"] = time.perf_counter() - t0
+    report = {"setup": qwen_setup(model, spec, config, args, device)}
+    report["setup"]["weights_allocated_mib"] = allocated_mib(device)
+    t0 = time.perf_counter()
+    report["training"] = [run_qwen_variant(model, spec, audio, ckpt, args, device)
+                          for audio in ("cache", "on the fly") for ckpt in (False, True)]
+    phases["stage2"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    report["generation"] = qwen_generate_speed(model, spec, args, device)
+    phases["generation"] = time.perf_counter() - t0
+    phases["total"] = time.perf_counter() - started
+    report["phase_seconds"] = phases
+    return report
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     device = torch.device(args.device)
+    if args.backbone == "qwen2-audio":
+        report = main_qwen(args, device)
+        print_report(report)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        return report
     started = time.perf_counter()
     phases = {}
 

@@ -33,6 +33,7 @@ class Row:
     train_inputs: str | None = None  # for train_missing, and the table's "trained on" column
     trained_label: str | None = None  # "Trained on" cell; defaults to train_inputs
     metrics: dict | None = None  # per-row metric settings: must equal the table's
+    backbone: str | None = None  # the model family (run.json's backbone; a predictions row may name it)
 
     @property
     def source(self) -> str:
@@ -87,6 +88,7 @@ class RowSpec(_Strict):
     train_inputs: str | None = None
     trained_label: str | None = None
     metrics: dict | None = None
+    backbone: str | None = None
 
 
 class DecodingSpec(_Strict):
@@ -195,7 +197,7 @@ def load_config(path: str | os.PathLike | dict, root: str | os.PathLike | None =
             base_model = str(resolve_path(base_model, base))
         rows.append(Row(name=name, group=group, eval_inputs=eval_inputs, run_dir=resolve_path(item.get("run_dir"), base),
                         predictions=resolve_path(item.get("predictions"), base), base_model=base_model,
-                        train_inputs=train_inputs, metrics=item.get("metrics")))
+                        train_inputs=train_inputs, metrics=item.get("metrics"), backbone=item.get("backbone")))
     names = [r.name for r in rows]
     if len(set(names)) != len(names):
         raise LeaderboardError(f"row names must be unique: {sorted({n for n in names if names.count(n) > 1})}")

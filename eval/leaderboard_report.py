@@ -6,7 +6,11 @@ Table 1 scores wording against one reference; it cannot say whether a descriptio
 So the files also carry ``mv4all.metrics.quality``'s numbers (structure, music faithfulness) as a
 second table *after* Table 1, a ``quality`` block per JSON row and ``q_*`` CSV columns appended after
 the existing ones: Table 1, its columns and its chart stay exactly as they were, so readers of the
-old files keep working."""
+old files keep working.
+
+Rows of different backbones (``mv4all``, ``qwen2-audio``, ...) share one table when their test ids and
+metric settings match: the Setting cell then names each row's backbone in brackets, a note under the
+title says what each is, and every JSON row has ``backbone``."""
 
 from __future__ import annotations
 
@@ -41,6 +45,30 @@ def top_k(values: list[float | None], k: int = TOP_K) -> set[int]:
     return {i for i, v in enumerate(shown) if v is not None and v >= cut}
 
 
+def backbones(rows: list[Row]) -> list[str]:
+    """The model families in a table, in order of appearance (rows without one, e.g. base LLMs, aside)."""
+    return list(dict.fromkeys(r.backbone for r in rows if r.backbone))
+
+
+def row_label(row: Row, rows: list[Row]) -> str:
+    """The Setting cell: the row's name, with its backbone when the table mixes backbones (or has no mv4all one)."""
+    families = backbones(rows)
+    if row.backbone and (len(families) > 1 or families != ["mv4all"]) and row.backbone not in row.name:
+        return f"{row.name} [{row.backbone}]"
+    return row.name
+
+
+def _backbone_note(rows: list[Row]) -> str | None:
+    families = backbones(rows)
+    if len(families) <= 1 and families in ([], ["mv4all"]):
+        return None
+    from mv4all.model.backbones import BACKBONES
+
+    parts = [f"`{name}`: {BACKBONES[name].description}" if name in BACKBONES else f"`{name}`" for name in families]
+    return ("Backbones (in brackets after each setting; same test ids and metric settings for every row): "
+            + "; ".join(parts) + ".")
+
+
 def _inputs_marks(inputs: str | None) -> list[str]:
     from mv4all.inputs import parse_combination
 
@@ -67,6 +95,7 @@ def render_markdown(cfg: Config, rows: list[Row], results: dict, settings: dict,
              f"Top {TOP_K} of each column in **bold** (ties included)."
              + ("" if bert.get("comparable_to_paper", True) else
                 f" {bert_label} is not comparable to the paper's BERTScore (roberta-large, layer 17)."), "",
+             *((note, "") if (note := _backbone_note(rows)) else ()),
              "| " + " | ".join(header) + " |", "|" + "---|" * 2 + ":-:|" * 4 + "--:|" * 8]
     for group in GROUPS:
         members = [(i, r) for i, r in enumerate(rows) if r.group == group]
@@ -81,7 +110,7 @@ def render_markdown(cfg: Config, rows: list[Row], results: dict, settings: dict,
                 text = "-" if v is None else f"{v:.1f}"
                 cells.append(f"**{text}**" if i in bold[k] else text)
             trained = row.trained_label or row.train_inputs or ("— (base LLM)" if row.base_model else "?")
-            lines.append(f"| {row.name} | {trained} | " + " | ".join(_inputs_marks(row.eval_inputs)) + " | "
+            lines.append(f"| {row_label(row, rows)} | {trained} | " + " | ".join(_inputs_marks(row.eval_inputs)) + " | "
                          + " | ".join(cells) + " |")
     lines += ["", f"*Note.* {BASELINE_NOTE}", ""]
     return "\n".join(lines)
@@ -130,7 +159,7 @@ def render_quality_markdown(rows: list[Row], quality: dict[str, QualityResult]) 
         for row in members:
             values = quality_values(quality[row.name])
             cells = ["-" if values[k] is None else f"{values[k]:.1f}" for k, _ in QUALITY_MD_COLUMNS]
-            lines.append(f"| {row.name} | {quality[row.name].n} | " + " | ".join(cells) + " |")
+            lines.append(f"| {row_label(row, rows)} | {quality[row.name].n} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -148,7 +177,7 @@ def write_chart(path: Path, rows: list[Row], results: dict, bert_label: str) -> 
     fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(rows) + 2), 4.5))
     for j, (key, label) in enumerate(metrics):
         ax.bar(x + (j - (len(metrics) - 1) / 2) * width, [getattr(results[r.name], key) for r in rows], width, label=label)
-    ax.set_xticks(x, [r.name for r in rows], rotation=45, ha="right", fontsize=8)
+    ax.set_xticks(x, [row_label(r, rows) for r in rows], rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("score x100")
     ax.set_title("MV description metrics per setting")
     ax.legend(fontsize=8)
@@ -174,7 +203,8 @@ def write_leaderboard(cfg: Config, results: dict, settings: dict, split_hash: st
              "json": cfg.out_dir / "leaderboard.json", "png": cfg.out_dir / "leaderboard.png"}
     atomic_write_text(files["md"], markdown + "\n" + quality_markdown)
     sources = {r.name: {"group": r.group, "train_inputs": r.train_inputs, "eval_inputs": r.eval_inputs,
-                        "source": r.source, "predictions": str(paths[r.name]), "decoding": decodings.get(r.name)}
+                        "source": r.source, "predictions": str(paths[r.name]), "decoding": decodings.get(r.name),
+                        "backbone": r.backbone}
                for r in cfg.rows}
     report = report_json(results, settings, sources)
     report.update({"dataset": str(cfg.dataset), "split": cfg.split, "test_ids_sha256": split_hash,

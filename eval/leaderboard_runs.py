@@ -134,13 +134,15 @@ def ensure_predictions(cfg: Config, reference_ids: set[str], fresh: set[Path], n
         if row.predictions is not None:
             paths[row.name] = row.predictions
             continue
-        if row.run_dir is not None and row.train_inputs is None:
+        if row.run_dir is not None and (row.train_inputs is None or row.backbone is None):
             from mv4all.model.run import read_run_info
 
             info = read_run_info(row.run_dir)
-            row.train_inputs = info.get("inputs")
-            if int(info.get("stage", 2)) == 1 and row.trained_label is None:
-                row.trained_label = f"stage 1 only ({row.train_inputs}, captions)"
+            row.backbone = row.backbone or info.get("backbone") or "mv4all"  # runs before the field: mv4all
+            if row.train_inputs is None:
+                row.train_inputs = info.get("inputs")
+                if int(info.get("stage", 2)) == 1 and row.trained_label is None:
+                    row.trained_label = f"stage 1 only ({row.train_inputs}, captions)"
         if row.eval_inputs is None:
             row.eval_inputs = row.train_inputs or "2+3+4"
         decoding = decodings[row.name] = row_decoding(cfg, row).record()

@@ -130,7 +130,7 @@ class Describer:
         model_sha: str | None = None,
     ):
         self.model = model
-        self.tokenizer = tokenizer
+        self.processing = tokenizer  # as given: a tokenizer, or an audio LLM's transformers processor
         self.run_info = dict(run_info or {})
         self.train_inputs = self.run_info.get("inputs")
         self.inputs = parse_combination(inputs if inputs is not None else (self.train_inputs or "1+2+3+4")).name
@@ -139,8 +139,9 @@ class Describer:
         self.model_sha = model_sha
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.base = base
-        self.processor = MV4AllProcessor.from_model(base, tokenizer)
-        self.multimodal = self.processor.encoder is not None
+        self.processor = _prompt_processor(base, tokenizer, self.run_info)
+        self.tokenizer = tokenizer = self.processor.tokenizer
+        self.multimodal = self.processor.has_audio
         if parse_combination(self.inputs).uses_audio and not self.multimodal:
             raise ValueError(f"inputs {self.inputs} include music but this model has no audio encoder")
         if tokenizer.pad_token is None:
@@ -160,7 +161,7 @@ class Describer:
         run_name: str | None = None,
         **load_kwargs: Any,
     ) -> Describer:
-        """Load a run (``load_kwargs`` go to ``load_run``).
+        """Load a run (``load_kwargs`` go to ``load_run``), whatever its backbone (``run.json`` says which).
 
         Decoding: ``decoding`` if given, else the run's ``generation_config.json`` with ``overrides``
         (``None`` values ignored) on top.
@@ -232,6 +233,10 @@ class Describer:
         out: list[tuple[str, bool]] = []
         size = self.decoding.batch_size
         kwargs = self.decoding.generate_kwargs()
+        ends = self.processor.end_token_ids
+        stops = list(self.processor.stop_strings)
+        if stops:  # the mv4all template ends an answer with "\n###"; a chat template with its end token
+            kwargs.update(stop_strings=stops, tokenizer=self.tokenizer)
         for i in range(0, len(rows), size):
             batch = collator(list(rows[i : i + size]))
             batch = {k: v.to(device) for k, v in batch.items()}
@@ -243,12 +248,13 @@ class Describer:
             with torch.inference_mode():
                 generated = self.model.generate(
                     **batch, **kwargs, pad_token_id=self.tokenizer.pad_token_id,
-                    eos_token_id=self.tokenizer.eos_token_id, stop_strings=[STOP], tokenizer=self.tokenizer,
+                    eos_token_id=ends[0] if len(ends) == 1 else ends,
                     **({"logits_processor": LogitsProcessorList(processors)} if processors else {}),
                 )
             new = generated[:, batch["input_ids"].shape[1] :]
+            end_ids = torch.tensor([e for e in ends if e is not None], dtype=torch.long, device=new.device)
             for ids, raw in zip(new, self.tokenizer.batch_decode(new, skip_special_tokens=True)):
-                ended = STOP in raw or bool((ids == self.tokenizer.eos_token_id).any())
+                ended = any(stop in raw for stop in stops) or bool(torch.isin(ids, end_ids).any())
                 out.append((clean_generation(raw), not ended and len(ids) >= int(self.decoding.max_new_tokens)))
         return out
 
@@ -279,6 +285,24 @@ class Describer:
             train_inputs=self.train_inputs, eval_inputs=self.inputs, decoding=self.decoding.record(),
             seed=int(self.decoding.seed), model_sha=self.model_sha, truncated=truncated,
         )
+
+
+def _prompt_processor(base, processing, run_info: Mapping[str, Any]):
+    """The prompt/audio processor of a loaded model: ``MV4AllProcessor`` for mv4all models and base LLMs,
+    ``AudioLMProcessor`` for a transformers audio LLM (its backbone from ``run.json``, else from the model)."""
+    from .model.backbones import BACKBONES, backbone_of
+
+    spec = backbone_of(run_info) if run_info.get("backbone") else next(
+        (b for b in BACKBONES.values() if b.kind == "audio_lm" and type(base).__name__ == b.model_class), None)
+    if spec is not None and spec.kind == "audio_lm":
+        from .model.audio_lm import AudioLMProcessor
+
+        if isinstance(processing, AudioLMProcessor):
+            return processing
+        if not hasattr(processing, "feature_extractor"):
+            raise ValueError(f"a {spec.name} model needs its processor (tokenizer + feature extractor), not a tokenizer")
+        return AudioLMProcessor(processing, spec)
+    return MV4AllProcessor.from_model(base, processing)
 
 
 def warn_parse(result: dict[str, Any]) -> None:

@@ -31,10 +31,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -57,6 +56,7 @@ __all__ = [
     "WindowPlan",
     "bar_grid",
     "check_duration",
+    "clock",
     "describe_song",
     "describe_windows",
     "merge_windows",
@@ -117,7 +117,7 @@ def check_duration(seconds: float | None, max_minutes: float | None, what: str =
         return
     if seconds > max_minutes * 60.0 + 1e-6:
         raise SongTooLongError(
-            f"{what} is {_clock(seconds)} ({seconds / 60:.1f} min), longer than --max-minutes {max_minutes:g}: "
+            f"{what} is {clock(seconds)} ({seconds / 60:.1f} min), longer than --max-minutes {max_minutes:g}: "
             f"refusing to describe it (raise --max-minutes to allow it)"
         )
 
@@ -178,10 +178,11 @@ def bar_grid(facts: SongFacts) -> BarGrid:
 def _fill_gaps(points: list[float], bar: float) -> list[float]:
     out = [points[0]]
     for p in points[1:]:
-        gap = p - out[-1]
+        base = out[-1]
+        gap = p - base
         if bar > 0 and gap > GAP_BARS * bar:
             n = int(round(gap / bar))
-            out.extend(out[-1] + gap * k / n for k in range(1, n))
+            out.extend([base + gap * k / n for k in range(1, n)])
         out.append(p)
     return out
 
@@ -410,12 +411,6 @@ def describe_song(
     )
 
 
-def _clock(t: float) -> str:
+def clock(t: float) -> str:
+    """``m:ss.s``."""
     return f"{int(t // 60)}:{t % 60:04.1f}"
-
-
-def script_summary(script: SongScript) -> Mapping[str, Any]:
-    """Counts for a one-line report: windows, sections, shots, median shot length."""
-    lengths = [s.end - s.start for s in script.shots]
-    return {"windows": len(script.windows), "sections": len(script.sections), "shots": len(script.shots),
-            "median_shot": float(np.median(lengths)) if lengths else 0.0}

@@ -219,6 +219,16 @@ def test_script_page_in_browser(browser, tmp_path):
     assert_offline(out, seen)
     page.close()
 
+    # audio over the embedding limit: linked by a relative path, which the page's policy lets play (local file)
+    (tmp_path / "pages").mkdir()
+    linked = tmp_path / "pages" / "linked.html"
+    res = run_cli(tmp_path / "script.json", "--audio", song, "--max-audio-mb", "0", "-o", linked)
+    assert res.exit_code == 0 and "relative path" in res.output, res.output
+    page, seen = open_page(browser, linked)
+    page.wait_for_function("document.getElementById('song').readyState >= 1", timeout=15000)
+    assert set(seen["requests"]) <= {linked.resolve().as_uri(), song.resolve().as_uri()}, seen["requests"]
+    page.close()
+
 
 def test_dataset_row_page_in_browser(browser, sample_build, tmp_path):
     from mv4all import storyboard as sb

@@ -9,6 +9,11 @@ is an error that names the closest known one: a typo never silently trains with 
 
 ``precision`` is the one key mapped by hand: it is the dtype of the frozen weights, and the
 matching autocast flag (``bf16`` / ``fp16``) follows from it.
+
+``backbone`` picks the model family (``mv4all.model.backbones``): ``mv4all`` (the paper's shape, two
+stages) or a transformers audio LLM such as ``qwen2-audio`` (already aligned to audio: stage 2 only,
+from the base checkpoint named by ``language_model``, no ``init_from``). ``stages`` says which stages a
+config has; it defaults to the backbone's and may not ask for one the backbone does not have.
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ STAGE_SECTIONS = ("stage1", "stage2")
 class ModelArguments:
     """The frozen parts, the projector, and what stage 2 trains on top."""
 
-    language_model: str = ""  # Hub id or folder of the base LLM
+    backbone: str = "mv4all"  # mv4all | qwen2-audio | any registered in mv4all.model.backbones
+    stages: list[int] | None = None  # the stages this recipe has [the backbone's: mv4all 1, 2; qwen2-audio 2]
+    language_model: str = ""  # Hub id or folder of the base LLM (an audio LLM: its whole checkpoint)
     language_model_revision: str | None = None
     tokenizer: str | None = None  # default: the language model's own
     audio_encoder: str = "imagebind"  # encoder registry name (mv4all.model.encoders)
@@ -135,12 +142,36 @@ def load_config(path: str | Path, stage: int, overrides: dict[str, Any] | None =
     if not cfg["output_dir"]:
         raise ValueError(f"{path}: no output_dir for stage {stage} (--output-dir)")
     cfg["output_dir"] = str(cfg["output_dir"]).format(inputs=cfg["inputs"], seed=cfg.get("seed", 42))
-    if stage == 2 and not cfg.get("init_from"):
-        raise ValueError("stage 2 needs init_from (--init-from): the stage-1 run directory")
+    _check_stages(cfg, path)
     dataset = str(cfg.get("dataset") or "")
     if not Path(dataset).is_dir() and not looks_like_hub_id(dataset):
         raise FileNotFoundError(f"dataset folder not found: {dataset or '(none)'} (--dataset)")
     return cfg
+
+
+def _check_stages(cfg: dict[str, Any], path) -> None:
+    """The backbone exists, the stage is one of the config's ``stages``, and stage 2 has ``init_from`` exactly when
+    the recipe has a stage 1."""
+    from mv4all.model.backbones import get_backbone
+
+    spec = get_backbone(cfg.get("backbone"))
+    cfg["backbone"] = spec.name
+    stages = sorted({int(s) for s in (cfg.get("stages") or spec.stages)})
+    if any(s not in spec.stages for s in stages) or (2 in stages and spec.needs_stage1 and 1 not in stages):
+        raise ValueError(f"{path}: stages {stages} do not fit backbone {spec.name!r}, whose recipe has stages "
+                         f"{list(spec.stages)}")
+    cfg["stages"] = stages
+    stage = cfg["stage"]
+    if stage not in stages:
+        why = " (it is aligned to audio already: train stage 2 from its checkpoint)" if stage == 1 else ""
+        raise ValueError(f"backbone {spec.name!r} has no stage {stage} in this config (stages {stages}){why}")
+    if stage == 2 and 1 in stages and not cfg.get("init_from"):
+        raise ValueError("stage 2 needs init_from (--init-from): the stage-1 run directory")
+    if stage == 2 and 1 not in stages and cfg.get("init_from"):
+        raise ValueError(f"backbone {spec.name!r} has no stage 1 here: stage 2 starts from language_model "
+                         f"({cfg.get('language_model') or 'unset'}); remove init_from")
+    if spec.kind == "audio_lm" and not cfg.get("language_model"):
+        raise ValueError(f"{path}: backbone {spec.name!r} needs language_model: its checkpoint (Hub id or folder)")
 
 
 def sft_config_kwargs(cfg: dict[str, Any], output_dir: str | Path) -> dict[str, Any]:

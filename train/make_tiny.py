@@ -8,6 +8,13 @@ OUT/llm            a tiny Llama + its BPE tokenizer (<s>, </s>, <unk>, <pad>), t
                    projector has nothing to align to and the loss stays flat)
 OUT/audio_encoder  the ``tiny`` audio encoder (ImageBind architecture at toy width), random weights
 
+    python train/make_tiny.py OUT --qwen2-audio [--dataset mv4all-demo/dataset]
+
+OUT/qwen2-audio    a tiny random ``Qwen2AudioForConditionalGeneration`` checkpoint with its processor (the
+                   real WhisperFeatureExtractor: 128 mel bins x 3000 frames at 16 kHz -> 750 audio tokens; a
+                   BPE tokenizer with Qwen's special tokens trained on the train split; the chat template),
+                   loadable with ``from_pretrained`` like ``Qwen/Qwen2-Audio-7B-Instruct`` (qwen2_audio.yaml)
+
 Nothing is downloaded. Deterministic for a given dataset and seed.
 """
 
@@ -68,6 +75,51 @@ def make_tokenizer(docs: list[str], vocab_size: int):
         tokenizer_object=raw, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
         model_max_length=4096,
     )
+
+
+QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"]
+
+
+def make_qwen2_audio(out: str | Path, docs: list[str], *, vocab_size: int = 512, hidden: int = 64, layers: int = 2,
+                     audio_d_model: int = 32, audio_layers: int = 2, seed: int = 0) -> Path:
+    """A tiny random Qwen2-Audio checkpoint + processor in ``out`` (``from_pretrained``-loadable); returns ``out``.
+
+    Real audio front end (WhisperFeatureExtractor, 128 mel bins, 3000 frames, max_source_positions 1500), toy
+    widths everywhere else; the tokenizer is a byte-level BPE trained on ``docs`` with Qwen's special tokens
+    (eos ``<|im_end|>``, pad ``<|endoftext|>``).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (PreTrainedTokenizerFast, Qwen2AudioConfig, Qwen2AudioForConditionalGeneration,
+                              Qwen2AudioProcessor, WhisperFeatureExtractor)
+
+    out = Path(out)
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    raw.train_from_iterator(docs + ["system\nYou are a helpful assistant.\nuser\nassistant\nAudio 1: "],
+                            trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=QWEN_SPECIAL_TOKENS,
+                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                                show_progress=False))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                        model_max_length=8192)
+    processor = Qwen2AudioProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=128), tokenizer=tokenizer)
+    config = Qwen2AudioConfig(
+        audio_config={"model_type": "qwen2_audio_encoder", "d_model": audio_d_model, "encoder_layers": audio_layers,
+                      "encoder_attention_heads": 2, "encoder_ffn_dim": 2 * audio_d_model, "num_mel_bins": 128,
+                      "max_source_positions": 1500},
+        text_config={"model_type": "qwen2", "hidden_size": hidden, "intermediate_size": 2 * hidden,
+                     "num_hidden_layers": layers, "num_attention_heads": 4, "num_key_value_heads": 2,
+                     "vocab_size": len(tokenizer), "max_position_embeddings": 4096,
+                     "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id,
+                     "bos_token_id": None, "tie_word_embeddings": False},
+        audio_token_index=processor.audio_token_id)
+    torch.manual_seed(seed)
+    model = Qwen2AudioForConditionalGeneration(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
 
 
 def make_llm(tokenizer, hidden: int = 64, layers: int = 2, intermediate: int | None = None):
@@ -158,10 +210,18 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--layers", type=int, default=2, help="LM layers (the demo model: 4)")
     parser.add_argument("--intermediate", type=int, help="LM MLP width [3 x hidden; the demo model: 256]")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--qwen2-audio", action="store_true",
+                        help="write OUT/qwen2-audio (a tiny random Qwen2-Audio checkpoint + processor) instead")
     return parser
 
 
 def main(args: argparse.Namespace) -> None:
+    if args.qwen2_audio:
+        torch.set_num_threads(1)
+        path = make_qwen2_audio(Path(args.out) / "qwen2-audio", train_texts(args.dataset)[0], seed=args.seed,
+                                vocab_size=args.vocab_size, hidden=args.hidden, layers=args.layers)
+        print(f"tiny Qwen2-Audio in {path}")
+        return
     make_tiny(args.out, args.dataset, steps=args.steps, vocab_size=args.vocab_size, hidden=args.hidden,
               layers=args.layers, intermediate=args.intermediate, seed=args.seed)
 

@@ -8,6 +8,10 @@ starts from a stage-1 run (``init_from``) and trains projector + LoRA on MV desc
 the prompt fields chosen by ``--inputs`` (any combination of 1-4, or ``none``): every row of the
 paper's Table 1 is one command. The config's keys are described in ``train/arguments.py``; the run
 folder it writes in ``mv4all.model.run`` (``save_run`` / ``load_run``).
+
+``backbone: qwen2-audio`` (``train/configs/qwen2_audio.yaml``) trains a transformers audio LLM instead:
+stage 2 only, from its checkpoint, LoRA on its language model with the audio tower frozen, prompts
+through its own processor and chat template (``mv4all.model.audio_lm``); the same run folder.
 """
 
 from __future__ import annotations
@@ -30,11 +34,55 @@ __all__ = ["load_config", "make_parser", "main", "sft_config_kwargs", "train"]
 # --------------------------------------------------------------------------- model
 
 
+def _audio_lm(cfg: dict[str, Any]):
+    """The backbone spec when the config trains a transformers audio LLM, else None (mv4all)."""
+    from mv4all.model.backbones import get_backbone
+
+    spec = get_backbone(cfg.get("backbone"))
+    return spec if spec.kind == "audio_lm" else None
+
+
+def load_processing(cfg: dict[str, Any]):
+    """What turns rows into tokens: the tokenizer with ``<audio>`` (mv4all: the base LLM's in stage 1, the stage-1
+    run's in stage 2), or an audio LLM's own transformers processor."""
+    from mv4all.model.run import load_tokenizer
+
+    if _audio_lm(cfg):
+        from mv4all.model.audio_lm import load_audio_lm_processor
+
+        return load_audio_lm_processor(cfg["tokenizer"] or cfg["language_model"], cfg["language_model_revision"])
+    if cfg["stage"] == 1:
+        return load_tokenizer(cfg["tokenizer"] or cfg["language_model"], cfg["language_model_revision"])
+    return load_tokenizer(str(Path(cfg["init_from"]) / "tokenizer"))
+
+
+def prompt_processor(cfg: dict[str, Any], processing, model=None):
+    """The processor the collator uses, from the config alone (token counts, memory estimate) or from the model."""
+    from mv4all.model import MV4AllProcessor
+
+    spec = _audio_lm(cfg)
+    if spec is not None:
+        from mv4all.model.audio_lm import AudioLMProcessor
+
+        return AudioLMProcessor(processing, spec)
+    return MV4AllProcessor.from_model(model, processing) if model is not None else \
+        MV4AllProcessor.for_config(processing, cfg)
+
+
 def build_stage_model(cfg: dict[str, Any], tokenizer=None):
-    """Stage 1: base LLM + encoder + fresh projector. Stage 2: the stage-1 run. Returns (model, tokenizer)."""
+    """Stage 1: base LLM + encoder + fresh projector. Stage 2: the stage-1 run. Returns (model, tokenizer).
+
+    An audio LLM: its checkpoint, frozen (``tokenizer`` is then its processor, returned as it is).
+    """
     from mv4all.model.run import build_model, load_run, load_tokenizer
 
     dtype = precision_dtype(cfg["precision"])
+    spec = _audio_lm(cfg)
+    if spec is not None:
+        from mv4all.model.audio_lm import load_audio_lm
+
+        return load_audio_lm(spec, cfg["language_model"], revision=cfg["language_model_revision"], dtype=dtype), \
+            tokenizer
     if cfg["stage"] == 2:
         model, tokenizer, _ = load_run(cfg["init_from"], language_model=cfg["language_model"],
                                        revision=cfg["language_model_revision"],
@@ -49,10 +97,19 @@ def build_stage_model(cfg: dict[str, Any], tokenizer=None):
 
 
 def prepare_model(model, cfg: dict[str, Any]):
-    """Set what trains: stage 1 the projector, stage 2 projector + LoRA (``lora`` in the config)."""
+    """Set what trains: stage 1 the projector, stage 2 projector + LoRA (``lora`` in the config).
+
+    An audio LLM: LoRA on its language model, ``lora.modules_to_save`` in full, the rest (the tower) frozen.
+    """
     from peft import get_peft_model
 
     from mv4all.model import lora_config
+
+    spec = _audio_lm(cfg)
+    if spec is not None:
+        from mv4all.model.audio_lm import prepare_audio_lm
+
+        return prepare_audio_lm(model, spec, cfg["lora"])
 
     model.freeze_language_model()
     model.get_audio_encoder().freeze()
@@ -103,7 +160,13 @@ def make_collator(processor, cfg: dict[str, Any], model=None):
     if model is not None and processor.uses_audio(cfg["inputs"]):
         if cfg["embeddings"]:
             audio["audio_embeddings"] = EmbeddingCache(cfg["embeddings"])
-            audio["audio_embeddings"].check(model, weights_sha256(model.get_audio_encoder()))
+            spec = _audio_lm(cfg)
+            if spec is not None:  # the tower's outputs (mv4all.model.audio_lm.build_tower_cache)
+                from mv4all.model.audio_lm import check_tower_cache
+
+                check_tower_cache(audio["audio_embeddings"], spec, model, cfg["precision"])
+            else:
+                audio["audio_embeddings"].check(model, weights_sha256(model.get_audio_encoder()))
         else:
             audio["audio_root"] = cfg["audio_root"]
     return MV4AllCollator(processor, combination=cfg["inputs"], instruction=cfg["instruction"],
@@ -122,10 +185,9 @@ def train(config_path: str | Path, stage: int, overrides: dict[str, Any] | None 
     from transformers import set_seed
     from trl import SFTConfig
 
-    from mv4all.model import MV4AllProcessor
     from mv4all.model.integrity import frozen_fingerprint
     from mv4all.model.memory import estimate_for_config
-    from mv4all.model.run import load_tokenizer, run_record, save_run, weights_sha256, whole_run_loss
+    from mv4all.model.run import run_record, save_run, weights_sha256, whole_run_loss
     from mv4all.model.trainer import MetricsLog, MV4AllTrainer, last_complete_checkpoint
     from mv4all.model.weights import model_files_sha256
     from mv4all.safety import claim_folder
@@ -134,7 +196,8 @@ def train(config_path: str | Path, stage: int, overrides: dict[str, Any] | None 
     if cfg["num_threads"]:
         torch.set_num_threads(int(cfg["num_threads"]))
     run_dir, checkpoints = Path(cfg["output_dir"]), Path(cfg["output_dir"]) / "checkpoints"
-    if stage == 2:  # the base weights and the encoder setup are the stage-1 run's (checked before writing)
+    spec = _audio_lm(cfg)
+    if stage == 2 and cfg.get("init_from"):  # the base weights and the encoder setup are the stage-1 run's
         inherit_stage1(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # one process claims; the others write only what rank 0 allows
         claim_folder(run_dir, "run", overwrite=cfg["overwrite"], legacy=("run.json",),
@@ -144,21 +207,32 @@ def train(config_path: str | Path, stage: int, overrides: dict[str, Any] | None 
     set_seed(int(cfg["seed"]))
     started = time.time()
     train_set = load_train_set(cfg)
-    tokenizer = load_tokenizer(cfg["tokenizer"] or cfg["language_model"], cfg["language_model_revision"]) \
-        if stage == 1 else load_tokenizer(str(Path(cfg["init_from"]) / "tokenizer"))
-    stats = make_collator(MV4AllProcessor.for_config(tokenizer, cfg), cfg).length_stats(train_set)
+    tokenizer = load_processing(cfg)  # an audio LLM: its processor
+    stats = make_collator(prompt_processor(cfg, tokenizer), cfg).length_stats(train_set)
     estimate = estimate_for_config(cfg, stats)
     base, tokenizer = build_stage_model(cfg, tokenizer)
     model = prepare_model(base, cfg)
-    supplied = {"audio_encoder": weights_sha256(base.get_audio_encoder()),
+    if spec is not None:
+        from mv4all.model.audio_lm import tower_sha256
+
+        tower = tower_sha256(spec.tower(base))
+    else:
+        tower = weights_sha256(base.get_audio_encoder())
+    supplied = {"audio_encoder": tower,
                 "base_model": model_files_sha256(cfg["language_model"], cfg["language_model_revision"])}
     # Frozen weights may end training cast to bf16/fp16 (DeepSpeed casts the whole module): accept exactly that.
     fingerprint = frozen_fingerprint(model, (torch.bfloat16, torch.float16)) if cfg["check_frozen"] else None
-    trainer = MV4AllTrainer(
+    if spec is not None:
+        from mv4all.model.audio_lm import AudioLMTrainer
+
+        trainer_cls, which = AudioLMTrainer, {"backbone": spec}
+    else:
+        trainer_cls, which = MV4AllTrainer, {"stage": stage}
+    processor = prompt_processor(cfg, tokenizer, base)
+    trainer = trainer_cls(
         model=model, args=SFTConfig(**sft_config_kwargs(cfg, checkpoints)), train_dataset=train_set,
-        data_collator=make_collator(MV4AllProcessor.from_model(base, tokenizer), cfg, base),
-        processing_class=tokenizer, callbacks=[MetricsLog(run_dir / "logs" / "metrics.jsonl"), *(callbacks or [])],
-        stage=stage)
+        data_collator=make_collator(processor, cfg, base), processing_class=processor.tokenizer,
+        callbacks=[MetricsLog(run_dir / "logs" / "metrics.jsonl"), *(callbacks or [])], **which)
     result = trainer.train(resume_from_checkpoint=last_complete_checkpoint(checkpoints) if cfg["resume"] else None)
     finished = trainer.is_world_process_zero() and trainer.state.global_step >= trainer.state.max_steps
     if trainer.is_world_process_zero():
@@ -167,7 +241,7 @@ def train(config_path: str | Path, stage: int, overrides: dict[str, Any] | None 
         if fingerprint is not None:
             fingerprint.check(model)
         provenance = {"supplied": supplied, "frozen_sha256": None if fingerprint is None else fingerprint.sha256,
-                      "target_tokens": stats, "memory_estimate": estimate.to_dict()}
+                      "target_tokens": stats, "memory_estimate": estimate.to_dict(), "processor": tokenizer}
         record = run_record(cfg, model, run_dir, num_train=len(train_set), global_step=trainer.state.global_step,
                             train_loss=whole_run_loss(trainer.state.log_history, result.training_loss),
                             seconds=time.time() - started, provenance=provenance)

@@ -12,6 +12,7 @@ the one-line failure. Importing a command module registers its commands on ``app
 import sys
 
 from mv4all.cli import dataset, demo, evaluate, hub, model, storyboard  # noqa: F401 - registers commands, help order
+from mv4all.cli import shots as shots  # noqa: F401 - registers `shots` (after the others in help)
 from mv4all.cli.common import app
 
 __all__ = ["app", "main"]

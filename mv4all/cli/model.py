@@ -4,13 +4,14 @@ into the cache training reads) and ``mv4all describe`` (one song, or a whole dat
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from mv4all.cli.common import app, console, fail
+from mv4all.cli.common import app, check_writable, console, fail
 
 
 @app.command()
@@ -71,7 +72,7 @@ def describe(
     dataset: Optional[Path] = typer.Option(None, "--dataset", help="Batch mode: a built dataset folder."),
     split: str = typer.Option("test", "--split", help="Batch mode: the split to describe."),
     audio_root: Optional[Path] = typer.Option(None, "--audio-root", help="Batch mode: the Music4All folder the dataset's audio paths are relative to."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Batch mode: predictions JSONL (resumable)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Batch mode: predictions JSONL (resumable). --whole-song: the MV script JSON."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Batch mode: first N rows only."),
     decoding: Optional[str] = typer.Option(None, "--decoding", help="greedy, beam or sample [the run's generation_config.json, else greedy]."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
@@ -87,8 +88,10 @@ def describe(
     base_model: Optional[str] = typer.Option(None, "--base-model", help="The run's base LLM, path or Hub id [MV4ALL_BASE_MODEL, the user config, then the run's record]."),
     precision: Optional[str] = typer.Option(None, "--precision", help="fp32, bf16 or fp16 [the precision the run trained in]."),
     device: Optional[str] = typer.Option(None, "--device", help="torch device [cuda if available]."),
+    whole_song: bool = typer.Option(False, "--whole-song", help="Describe the whole song in 30 s windows aligned to its sections and downbeats: an MV script (JSON with -o, Markdown on stdout)."),
+    max_minutes: float = typer.Option(15.0, "--max-minutes", min=0.0, help="--whole-song: refuse songs longer than this (0: no limit)."),
 ) -> None:
-    """Describe a song's music video (Overview + Frame-by-frame Breakdown), or a whole dataset split."""
+    """Describe a song's music video (Overview + Frame-by-frame Breakdown), a whole song's MV script, or a dataset split."""
     import torch
 
     from mv4all import describe as D
@@ -101,6 +104,12 @@ def describe(
         fail("batch mode needs --out predictions.jsonl", 2)
     if lyrics is not None and lyrics_understanding is not None:
         fail("--lyrics and --lyrics-understanding are alternatives: give one", 2)
+    if whole_song:
+        if dataset is not None:
+            fail("--whole-song describes one song: not with --dataset", 2)
+        if start is not None:
+            fail("--start chooses one 30 s window: not with --whole-song (every window is described)", 2)
+        _check_script_out(out, [p for p in (audio, lyrics) if p is not None])
     try:
         combo = None if inputs is None else parse_combination(inputs).name
     except ValueError as exc:
@@ -146,6 +155,12 @@ def describe(
 
     if audio is not None and not audio.is_file():
         fail(f"audio file not found: {audio}", 2)
+    if whole_song:
+        _describe_whole_song(audio, out, max_minutes=max_minutes, as_json=as_json, model=model, combo=combo,
+                             overrides=overrides, device=device, base_model=base_model, audio_encoder=audio_encoder,
+                             precision=precision, genres=genres, mv_type=mv_type,
+                             lyrics_understanding=lyrics_understanding, notes=notes)
+        return
     started = time.perf_counter()
     try:
         describer = D.Describer.from_run(model, inputs=combo, overrides=overrides, device=device,
@@ -208,3 +223,102 @@ def describe(
         print(json.dumps(structured, indent=2, ensure_ascii=False))
     else:
         print(text)
+
+
+# --------------------------------------------------------------------------- describe --whole-song
+
+
+def _check_script_out(out: Optional[Path], inputs: list[Path]) -> None:
+    """``-o`` for a script: never one of the inputs, never a file that is not an MV script; writable."""
+    if out is None:
+        return
+    for given in inputs:
+        if out.resolve() == given.resolve() or (out.exists() and given.exists() and os.path.samefile(out, given)):
+            fail(f"-o {out} is an input of this command: refusing to overwrite it", 2)
+    if out.is_file():
+        from mv4all.schema import SongScript
+
+        try:
+            SongScript.model_validate_json(out.read_text(encoding="utf-8"))
+        except (ValueError, OSError, UnicodeDecodeError):
+            fail(f"-o {out} exists and is not an MV script: refusing to overwrite it (choose another path)", 2)
+    check_writable(out, "-o")
+
+
+def _describe_whole_song(audio: Path, out: Optional[Path], *, max_minutes: float, as_json: bool, model: str,
+                         combo: Optional[str], overrides: dict, device: str, base_model: Optional[str],
+                         audio_encoder: Optional[str], precision: Optional[str], genres: list[str],
+                         mv_type: Optional[str], lyrics_understanding: Optional[str], notes: list[str]) -> None:
+    """Measure once (builders.song), describe in windows (mv4all.song), write the script, print it.
+
+    The measurement runs before the model loads and its madmom sessions are released first, so peak memory is
+    the larger of the two steps, not their sum.
+    """
+    import gc
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mv4all import describe as D
+    from mv4all import song as S
+    from mv4all.safety import atomic_write_text
+
+    limit = max_minutes if max_minutes > 0 else None
+    try:
+        S.check_duration(S.probe_duration(audio), limit, what=audio.name)  # before anything heavy
+    except S.SongTooLongError as exc:
+        fail(str(exc), 2)
+    except D.AudioDecodeError as exc:
+        fail(f"cannot read audio: {exc}", 2)
+
+    from builders.song import SongAnalyzer
+
+    started = time.perf_counter()
+    try:
+        with console.status(f"measuring {audio.name} (beats, downbeats, key, chords, sections)"):
+            analyzer = SongAnalyzer()
+            facts, sections = analyzer.measure_file(audio, max_minutes=limit)
+    except S.SongTooLongError as exc:
+        fail(str(exc), 2)
+    except (D.AudioDecodeError, ValueError) as exc:
+        fail(f"cannot read audio: {exc}", 2)
+    peak_measure = analyzer.peak_rss_mb
+    del analyzer
+    gc.collect()
+    measured = time.perf_counter() - started
+    console.print(f"measured {audio.name} in {measured:.1f} s: {S.clock(facts.duration)}, {facts.tempo:.0f} BPM, "
+                  f"{facts.key}, {len(facts.downbeats)} downbeats, {len(sections)} sections "
+                  f"({' '.join(s.label for s in sections)})", markup=False, soft_wrap=True)
+
+    started = time.perf_counter()
+    try:
+        describer = D.Describer.from_run(model, inputs=combo, overrides=overrides, device=device,
+                                         language_model=base_model, audio_encoder_path=audio_encoder,
+                                         dtype=precision)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        fail(f"cannot load model {model}: {exc}", 2)
+    console.print(f"loaded {model} (trained on {describer.train_inputs}, describing with inputs "
+                  f"{describer.inputs}) in {time.perf_counter() - started:.1f} s", markup=False, soft_wrap=True)
+
+    started = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        task = progress.add_task("describing windows", total=None)
+        try:
+            script = S.describe_song(
+                describer, audio, facts, sections, genres=genres, mv_type=mv_type,
+                lyrics_understanding=lyrics_understanding, notes=notes, model=model,
+                on_plan=lambda plans: progress.update(task, total=len(plans)),
+                progress=lambda n: progress.advance(task, n),
+            )
+        except D.AudioDecodeError as exc:
+            fail(f"cannot read audio: {exc}", 2)
+    described = time.perf_counter() - started
+    for note in notes:
+        console.print(f"note: {note}", markup=False, soft_wrap=True)
+    console.print(f"described {len(script.windows)} windows in {described:.1f} s: {len(script.shots)} shots "
+                  f"(peak memory while measuring {peak_measure:.0f} MB)", markup=False, soft_wrap=True)
+    text = script.model_dump_json(indent=2) + "\n"
+    if out is not None:
+        atomic_write_text(out, text)
+        console.print(f"MV script written to {out}", markup=False, soft_wrap=True)
+    print(text if as_json else script.render_markdown(), end="")

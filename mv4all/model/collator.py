@@ -28,7 +28,8 @@ __all__ = ["IGNORE_INDEX", "MV4AllCollator", "add_audio_token"]
 class MV4AllCollator:
     """Collate rows (``Example`` dicts or ``datasets`` rows) for training or generation.
 
-    processor: the model's ``MV4AllProcessor`` (tokenizer with ``<audio>``, audio preprocessing).
+    processor: the model's ``MV4AllProcessor`` (tokenizer with ``<audio>``, audio preprocessing), or any processor
+        with its interface (``mv4all.model.audio_lm.AudioLMProcessor`` for a transformers audio LLM).
     combination: which modalities the prompt shows ("1+2+3+4", "2+3", "none", ...).
     instruction: fixed instruction; ``None`` reads the row's ``instruction`` (else the MV one).
     target_field: the output column (``mv_description_text``; ``music_caption`` for stage 1).
@@ -52,7 +53,7 @@ class MV4AllCollator:
     id_field: str = "id"
 
     def __post_init__(self):
-        if not isinstance(self.processor, MV4AllProcessor):  # a bare tokenizer: text and one audio token
+        if not hasattr(self.processor, "prompt_ids"):  # a bare tokenizer: text and one audio token
             self.processor = MV4AllProcessor(self.processor)
         self.tokenizer = self.processor.tokenizer
         self.audio_tokens = self.processor.audio_tokens
@@ -135,7 +136,7 @@ class MV4AllCollator:
             kinds = {kind for kind, _ in audio}
             if len(kinds) > 1:
                 raise ValueError("a batch mixes cached embeddings and raw features")
-            batch[kinds.pop()] = torch.stack([value for _, value in audio])
+            batch.update(self.processor.batch_audio(kinds.pop(), [value for _, value in audio]))
         return batch
 
     def _pad(self, encoded: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:

@@ -14,16 +14,24 @@ intermediate size (gate, up, activation, product), and with LoRA one dropout cop
 each adapted projection. With gradient checkpointing only each layer's input is kept, plus one
 layer's activations during its recomputation. Logits are kept in the model dtype and upcast to
 fp32 for the loss, with a gradient of the same size.
+
+A transformers audio LLM (``estimate_audio_lm``, e.g. Qwen2-Audio) is estimated from its HF config
+alone (or, offline, from the published config its backbone records): LLM, audio tower and projector in
+the precision's dtype, LoRA (and any ``modules_to_save``) trainable in fp32 with AdamW, the same
+decoder activations over the whole sequence, whose ~750 audio frames per clip count as tokens, plus the
+frozen tower's transient forward (no gradients are kept for it).
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import asdict, dataclass
 
 import torch
 
-__all__ = ["MemoryEstimate", "check_fits", "estimate_mv4all", "estimate_training_memory", "visible_device_memory"]
+__all__ = ["MemoryEstimate", "audio_lm_config", "check_fits", "estimate_audio_lm", "estimate_mv4all",
+           "estimate_training_memory", "visible_device_memory"]
 
 GB = 1024**3
 HEADROOM = 0.92  # CUDA context, allocator fragmentation and workspaces take the rest
@@ -110,17 +118,8 @@ def estimate_training_memory(
     if lora_r:
         lora, lora_widths = _lora_params(lm.base_model, lora_r, lora_pattern or r".*(q_proj|k_proj|v_proj|o_proj)")
         trainable += lora
-    hidden = int(text_config.hidden_size)
-    inter = int(getattr(text_config, "intermediate_size", 4 * hidden))
-    layers = int(text_config.num_hidden_layers)
-    vocab = int(text_config.vocab_size)
     tokens = batch_size * sequence_length
-    per_layer_token = width * (11 * hidden + 4 * inter) + 2 * 4 * hidden + width * lora_widths // max(1, layers)
-    if gradient_checkpointing:
-        activations = tokens * (layers * width * hidden + per_layer_token)
-    else:
-        activations = tokens * layers * per_layer_token
-    logits = tokens * vocab * (width + 4 + 4)
+    activations, logits = _decoder_activations(text_config, width, tokens, gradient_checkpointing, lora_widths)
     return MemoryEstimate(
         weights=lm_params * width + encoder_params * 4 + projector_params * 4,
         trainable_params=trainable,
@@ -128,6 +127,82 @@ def estimate_training_memory(
         activations=int(activations),
         logits=int(logits),
         total_params=lm_params + encoder_params + projector_params,
+        sequence_length=sequence_length,
+        batch_size=batch_size,
+        gradient_checkpointing=gradient_checkpointing,
+    )
+
+
+def _decoder_activations(text_config, width: int, tokens: int, gradient_checkpointing: bool,
+                         lora_widths: int) -> tuple[int, int]:
+    """(activations, logits) bytes of a LLaMA-style decoder over ``tokens`` tokens (see the module docstring)."""
+    hidden = int(text_config.hidden_size)
+    inter = int(getattr(text_config, "intermediate_size", 4 * hidden))
+    layers = int(text_config.num_hidden_layers)
+    vocab = int(text_config.vocab_size)
+    per_layer_token = width * (11 * hidden + 4 * inter) + 2 * 4 * hidden + width * lora_widths // max(1, layers)
+    if gradient_checkpointing:
+        activations = tokens * (layers * width * hidden + per_layer_token)
+    else:
+        activations = tokens * layers * per_layer_token
+    return int(activations), int(tokens * vocab * (width + 4 + 4))
+
+
+def audio_lm_config(backbone, name_or_path: str, revision: str | None = None):
+    """The HF config of an audio LLM checkpoint; offline, the published config of the backbone's reference
+    checkpoint (``Qwen/Qwen2-Audio-7B-Instruct``) when that is the one named."""
+    from transformers import AutoConfig
+
+    from .backbones import get_backbone
+
+    spec = get_backbone(backbone) if isinstance(backbone, str) else backbone
+    try:
+        return AutoConfig.from_pretrained(str(name_or_path), revision=revision)
+    except (OSError, ValueError):
+        if str(name_or_path) != spec.reference_id or not spec.reference:
+            raise
+    config = AutoConfig.for_model(**copy.deepcopy(dict(spec.reference)))
+    print(f"note: {name_or_path} is not available here; its config is the one recorded for {spec.name} "
+          "(mv4all.model.backbones)", flush=True)
+    return config
+
+
+def estimate_audio_lm(config, *, backbone="qwen2-audio", weight_dtype: torch.dtype, sequence_length: int,
+                      batch_size: int, gradient_checkpointing: bool = False, lora_r: int | None = 32,
+                      lora_pattern: str | None = None, modules_to_save=()) -> MemoryEstimate:
+    """Peak memory of LoRA training of an audio LLM (config only; the model is built on the meta device).
+
+    ``sequence_length`` counts every position the decoder sees: the prompt with its audio frames (750 per 30 s
+    clip for Qwen2-Audio) and the target.
+    """
+    from .backbones import get_backbone
+
+    spec = get_backbone(backbone) if isinstance(backbone, str) else backbone
+    with torch.device("meta"):
+        model = spec.model_cls()(config)
+    width = torch.finfo(weight_dtype).bits // 8
+    total = _count(model)
+    language_model = spec.module(model, spec.language_model)
+    lora = lora_widths = 0
+    if lora_r:
+        lora, lora_widths = _lora_params(language_model, lora_r, lora_pattern or spec.lora_target_modules)
+    full = sum(_count(m) for name, m in model.named_modules() if name and name.split(".")[-1] in set(modules_to_save))
+    trainable = lora + full
+    text_config = config.get_text_config()
+    tokens = batch_size * sequence_length
+    activations, logits = _decoder_activations(text_config, width, tokens, gradient_checkpointing, lora_widths)
+    audio = config.audio_config  # the frozen tower's forward: conv input/output and one layer at a time
+    frames = int(audio.max_source_positions) * 2
+    positions = int(audio.max_source_positions)
+    tower = batch_size * width * (frames * (int(audio.num_mel_bins) + int(audio.d_model))
+                                  + positions * (6 * int(audio.d_model) + int(audio.encoder_ffn_dim)))
+    return MemoryEstimate(
+        weights=total * width + full * (4 - width),  # trained modules are kept in fp32
+        trainable_params=trainable,
+        trainable_state=trainable * 16 if trainable else 0,
+        activations=int(activations + tower),
+        logits=int(logits),
+        total_params=total,
         sequence_length=sequence_length,
         batch_size=batch_size,
         gradient_checkpointing=gradient_checkpointing,
@@ -187,10 +262,22 @@ def estimate_for_config(cfg: dict, target_tokens: dict[str, int], refuse: bool |
     The sequence length is the longest example the collator will build (``target_tokens`` from
     ``MV4AllCollator.length_stats``), capped by ``max_length``.
     """
+    from .backbones import get_backbone
     from .run import precision_dtype
 
     length = int(target_tokens.get("example_max") or cfg.get("max_length") or 2048)
     lora = cfg.get("lora") or {}
+    spec = get_backbone(cfg.get("backbone"))
+    if spec.kind == "audio_lm":
+        estimate = estimate_audio_lm(
+            audio_lm_config(spec, cfg["language_model"], cfg.get("language_model_revision")), backbone=spec,
+            weight_dtype=precision_dtype(cfg.get("precision")),
+            sequence_length=min(length, int(cfg.get("max_length") or length)),
+            batch_size=int(cfg.get("per_device_train_batch_size", 8)),
+            gradient_checkpointing=bool(cfg.get("activation_checkpointing")), lora_r=int(lora.get("r", 32)),
+            lora_pattern=lora.get("target_modules"), modules_to_save=lora.get("modules_to_save") or ())
+        check_fits(estimate, refuse=cfg.get("memory_check", True) if refuse is None else refuse)
+        return estimate
     estimate = estimate_mv4all(
         cfg["language_model"], revision=cfg.get("language_model_revision"), audio_encoder=cfg["audio_encoder"],
         tokens_per_audio=cfg.get("tokens_per_audio", 1), projector_type=cfg.get("projector_type", "linear"),

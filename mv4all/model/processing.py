@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..audio import load_audio
+from ..decoding import STOP
 from ..inputs import AUDIO_PLACEHOLDER, MV_INSTRUCTION, Combination, parse_combination, render_prompt
 from ..schema import CLIP_SECONDS
 
@@ -134,6 +135,18 @@ class MV4AllProcessor:
     def audio_token_id(self) -> int | None:
         return self.tokenizer.convert_tokens_to_ids(AUDIO_PLACEHOLDER)
 
+    @property
+    def has_audio(self) -> bool:
+        """Whether this model hears (a text-only baseline LLM does not)."""
+        return self.encoder is not None
+
+    # Where an answer ends: the template's "\n###" (generation stops on the string) or the eos token.
+    stop_strings: tuple[str, ...] = (STOP,)
+
+    @property
+    def end_token_ids(self) -> list[int]:
+        return [self.tokenizer.eos_token_id]
+
     @staticmethod
     def uses_audio(combination: str | Combination) -> bool:
         return parse_combination(combination).uses_audio
@@ -180,6 +193,10 @@ class MV4AllProcessor:
     def row_features(self, row: Mapping[str, Any], audio_root: str | os.PathLike) -> torch.Tensor:
         """Encoder input for a dataset row: its audio is ``audio_root / row["audio"]``."""
         return self.audio_features(Path(audio_root) / _get(row, "audio"))[0]
+
+    def batch_audio(self, kind: str, values: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One batch tensor of per-row audio (``input_features`` or cached ``audio_embeds``)."""
+        return {kind: torch.stack(values)}
 
 
 def _get(row: Any, name: str) -> Any:

@@ -9,6 +9,10 @@ A run directory (the contract shared by training, evaluation and ``mv4all descri
     tokenizer/                   the base tokenizer plus <audio>
     logs/metrics.jsonl  trainer_state.json  README.md  checkpoints/
 
+A run of a transformers audio LLM (``backbone: qwen2-audio``, ``mv4all.model.audio_lm``) has
+``stage2/`` (its LoRA adapter) and ``processor/`` (tokenizer, feature extractor, chat template) in
+place of ``tokenizer/``; ``run.json`` names its ``backbone`` (absent in older runs: mv4all).
+
     generation_config.json       decoding defaults sized to the training targets
 
 Base weights (LLM, audio encoder) are not copied into a run: ``run.json`` names them (id or path
@@ -32,6 +36,7 @@ STAGE1_DIR = "stage1"
 STAGE2_DIR = "stage2"
 PROJECTOR_FILE = "projector.safetensors"
 TOKENIZER_DIR = "tokenizer"
+PROCESSOR_DIR = "processor"  # audio-LM runs: the model's transformers processor
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -45,7 +50,8 @@ def precision_dtype(precision: str | None) -> torch.dtype:
 
 # What a run consists of: exactly what `mv4all push model` publishes, and all `load_run` needs.
 RUN_FILE_PATTERNS = ("README.md", RUN_FILE, "config.yaml", "generation_config.json", "trainer_state.json",
-                     "logs/metrics.jsonl", f"{STAGE1_DIR}/*", f"{STAGE2_DIR}/*", f"{TOKENIZER_DIR}/*")
+                     "logs/metrics.jsonl", f"{STAGE1_DIR}/*", f"{STAGE2_DIR}/*", f"{TOKENIZER_DIR}/*",
+                     f"{PROCESSOR_DIR}/*")
 
 
 def run_files(run_dir: str | os.PathLike) -> tuple[list[str], list[str]]:
@@ -234,7 +240,9 @@ def load_run(
     """Rebuild a trained model from a run directory or Hub model id.
 
     Returns ``(model, tokenizer, run_info)``: the model is in eval mode (a ``PeftModel`` after
-    stage 2), the tokenizer has ``<audio>``. ``language_model`` / ``audio_encoder_path`` say where
+    stage 2), the tokenizer has ``<audio>``. A run of a transformers audio LLM (``run.json``'s
+    ``backbone``) returns its transformers processor in place of the tokenizer, and its audio tower is
+    part of the base checkpoint (``audio_encoder_path`` does not apply). ``language_model`` / ``audio_encoder_path`` say where
     the base weights are (else the environment, the user config, then the run's record: see
     ``mv4all.model.weights``); both must hash to what the run was trained with unless
     ``check_encoder`` / ``check_base_model`` is off. ``dtype`` (a torch dtype or ``fp32``/``bf16``/
@@ -244,14 +252,21 @@ def load_run(
 
     run_dir = _local_run_dir(run)
     info = read_run_info(run_dir)
+    if isinstance(dtype, str) or dtype is None:
+        dtype = precision_dtype(dtype or info.get("precision"))
+    from .backbones import backbone_of
+
+    if backbone_of(info).kind == "audio_lm":
+        from .audio_lm import load_audio_lm_run
+
+        return load_audio_lm_run(run_dir, info, language_model=language_model, revision=revision, dtype=dtype,
+                                 device=device, check_encoder=check_encoder, check_base_model=check_base_model)
     stage = int(info["stage"])
     base = info["base_model"]
     enc = info["audio_encoder"]
     model_cfg = info["model"]
     lm_path = locate_base_model(info, run_dir, language_model).value
     enc_path = locate_audio_encoder(info, run_dir, audio_encoder_path).value
-    if isinstance(dtype, str) or dtype is None:
-        dtype = precision_dtype(dtype or info.get("precision"))
     for folder in (STAGE2_DIR if stage == 2 else STAGE1_DIR, TOKENIZER_DIR):
         if not (run_dir / folder).is_dir():
             raise MissingBaseWeights(f"{run_dir} has no {folder}/: the run is incomplete or was copied partly")
@@ -305,6 +320,7 @@ def load_run(
 PATH_KEYS = ("dataset", "audio_root", "embeddings", "language_model", "tokenizer", "audio_encoder_path",
              "init_from", "output_dir")
 CARD_TEMPLATE = "model_card.md"  # package data: mv4all/templates/
+AUDIO_LM_CARD_TEMPLATE = "model_card_audio_lm.md"
 
 
 def generation_max_new_tokens(target_tokens: dict[str, int]) -> int:
@@ -332,16 +348,27 @@ def save_run(run_dir: str | os.PathLike, *, model, tokenizer, config: dict[str, 
     from ..describe import Decoding, save_generation_config
     from ..safety import atomic_write_text
 
+    from .backbones import backbone_of
+
     run_dir = Path(run_dir)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    audio_lm = backbone_of(config).kind == "audio_lm"
     if int(config["stage"]) == 1:
         save_projector(base, run_dir / STAGE1_DIR)
     else:
         model.peft_config["default"].base_model_name_or_path = portable_path(config["language_model"],
                                                                              run_dir / STAGE2_DIR)
-        model.save_pretrained(str(run_dir / STAGE2_DIR), save_embedding_layers=False)
-        save_config(base.config, run_dir / STAGE2_DIR)
-    tokenizer.save_pretrained(str(run_dir / TOKENIZER_DIR))
+        # PEFT's adapter card names the base model by the config's _name_or_path: a Hub id, or relative here.
+        name = getattr(base.config, "_name_or_path", None)
+        if name:
+            base.config._name_or_path = portable_path(name, run_dir / STAGE2_DIR)
+        try:
+            model.save_pretrained(str(run_dir / STAGE2_DIR), save_embedding_layers=False)
+            save_config(base.config, run_dir / STAGE2_DIR)
+        finally:
+            if name:
+                base.config._name_or_path = name
+    tokenizer.save_pretrained(str(run_dir / (PROCESSOR_DIR if audio_lm else TOKENIZER_DIR)))  # audio LM: processor
     save_generation_config(run_dir, Decoding(max_new_tokens=generation_max_new_tokens(record["target_tokens"])))
     resolved = {k: (portable_path(v, run_dir) if k in PATH_KEYS and v else v) for k, v in config.items()
                 if k not in ("resume", "disable_tqdm", "overwrite")}
@@ -369,24 +396,38 @@ def run_record(config: dict[str, Any], model, run_dir: str | os.PathLike, *, num
         return {"local": value is not None and Path(str(value)).exists(),
                 "file": None if value is None else Path(str(value)).name}
 
+    from .backbones import backbone_of
+
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     mc = base.config
     encoder_path, lm = config.get("audio_encoder_path"), config["language_model"]
+    spec = backbone_of(config)
+    if spec.kind == "audio_lm":  # the tower is part of the base checkpoint; the processor comes with the record
+        from .audio_lm import audio_lm_record
+
+        parts = audio_lm_record(model, spec, provenance["processor"], provenance["supplied"]["audio_encoder"], where,
+                                lm, portable_path(lm, run_dir))
+    else:
+        parts = {
+            "audio_encoder": {"name": mc.audio_encoder, "path": portable_path(encoder_path, run_dir),
+                              **where(encoder_path),
+                              "sha256": provenance["supplied"]["audio_encoder"]},  # as supplied, before any cast
+            "tokens_per_audio": mc.tokens_per_audio,
+            "model": {"tokens_per_audio": mc.tokens_per_audio, "clips_per_audio": mc.clips_per_audio,
+                      "clip_sampler": mc.clip_sampler, "projector_type": mc.projector_type,
+                      "audio_token_id": mc.audio_token_id, "hidden_size": mc.text_config.hidden_size},
+        }
     return {
         "mv4all_version": pkg("mv4all"),
         "git_sha": _git_sha(),
+        "backbone": spec.name,
         "seed": int(config["seed"]),
         "stage": int(config["stage"]),
         "inputs": config["inputs"],
         "init_from": portable_path(config.get("init_from"), run_dir),
         "dataset": {"id": portable_path(config["dataset"], run_dir), "config": config["dataset_config"],
                     "num_train": num_train, **_dataset_facts(config["dataset"])},
-        "audio_encoder": {"name": mc.audio_encoder, "path": portable_path(encoder_path, run_dir), **where(encoder_path),
-                          "sha256": provenance["supplied"]["audio_encoder"]},  # as supplied, before any cast
-        "tokens_per_audio": mc.tokens_per_audio,
-        "model": {"tokens_per_audio": mc.tokens_per_audio, "clips_per_audio": mc.clips_per_audio,
-                  "clip_sampler": mc.clip_sampler, "projector_type": mc.projector_type,
-                  "audio_token_id": mc.audio_token_id, "hidden_size": mc.text_config.hidden_size},
+        **parts,
         "base_model": {"id": portable_path(lm, run_dir), "revision": config.get("language_model_revision"),
                        "local": where(lm)["local"], "sha256": provenance["supplied"]["base_model"]},
         "precision": str(config.get("precision", "fp32")).lower(),
@@ -409,13 +450,25 @@ def render_model_card(record: dict[str, Any], config: dict[str, Any]) -> str:
     import importlib.resources
     import string
 
+    from .backbones import backbone_of
+
     stage = record["stage"]
     lora = config.get("lora") or {}
+    spec = backbone_of(record)
     recipe = (f"stage 1: projector only, `{config['dataset_config']}`, {config['num_train_epochs']} epochs"
               if stage == 1 else
               f"stage 2 from `{record['init_from']}`: projector + LoRA r={lora.get('r', 32)} "
               f"alpha={lora.get('alpha', 32)} on q/k/v/o, `{config['dataset_config']}`, "
               f"{config['num_train_epochs']} epochs")
+    template_name = CARD_TEMPLATE
+    if spec.kind == "audio_lm":
+        full = (record.get("model") or {}).get("trained_in_full") or []
+        recipe = (f"stage 2 from the base checkpoint (no stage 1: {spec.name} is aligned to audio already): LoRA "
+                  f"r={lora.get('r', 32)} alpha={lora.get('alpha', 32)} on "
+                  f"`{lora.get('target_modules') or spec.lora_target_modules}`"
+                  + (f", {', '.join(full)} trained in full" if full else "")
+                  + f", `{config['dataset_config']}`, {config['num_train_epochs']} epochs")
+        template_name = AUDIO_LM_CARD_TEMPLATE
     values = {
         "base_model": record["base_model"]["id"],
         "audio_encoder": f"{record['audio_encoder']['name']} ({record['audio_encoder']['path']})",
@@ -436,8 +489,11 @@ def render_model_card(record: dict[str, Any], config: dict[str, Any]) -> str:
         "version": record["mv4all_version"],
         "precision": record["precision"],
         "max_new_tokens": generation_max_new_tokens(record["target_tokens"]),
+        "backbone": spec.name,
+        "backbone_description": spec.description,
+        "licence": getattr(spec, "licence", "") or "see the base model's card",
     }
-    template = importlib.resources.files("mv4all") / "templates" / CARD_TEMPLATE
+    template = importlib.resources.files("mv4all") / "templates" / template_name
     return string.Template(template.read_text(encoding="utf-8")).safe_substitute(values)
 
 
