@@ -467,7 +467,8 @@ def build_qwen(config, device: torch.device):
     return model.requires_grad_(False)
 
 
-def qwen_ids(rows: int, prompt: int, target: int, config, generator, audio_tokens: int, left_pad: list[int] | None = None):
+def qwen_ids(rows: int, prompt: int, target: int, config, generator, audio_tokens: int,
+             left_pad: list[int] | None = None):
     """``<|audio_bos|> <|AUDIO|> x 750 <|audio_eos|> prompt... target...`` per row (random ordinary ids)."""
     vocab = config.text_config.vocab_size
     audio_id = config.audio_token_id
@@ -502,7 +503,7 @@ def qwen_train_batch(model, spec, batch: int, prompt: int, target: int, audio: s
 
 
 def qwen_train_steps(model, spec, batch: dict, steps: int, warmup: int, device) -> dict:
-    """``train_steps`` with the cached tower outputs turned into ``inputs_embeds`` each step (what AudioLMTrainer does)."""
+    """``train_steps`` with cached tower outputs turned into ``inputs_embeds`` each step (as AudioLMTrainer does)."""
     from mv4all.model.audio_lm import cached_audio_inputs
 
     if "audio_embeds" not in batch:
@@ -557,8 +558,9 @@ def qwen_generate_speed(model, spec, args, device) -> dict:
         generator = torch.Generator().manual_seed(2)
         pads = [(i * 7) % max(1, args.gen_prompt // 4) for i in range(rows)]
         ids, mask = qwen_ids(rows, args.gen_prompt, 0, config, generator, tokens, left_pad=pads)
+        mels = int(config.audio_config.num_mel_bins)
         batch = {"input_ids": ids, "attention_mask": mask,
-                 "input_features": torch.randn(rows, int(config.audio_config.num_mel_bins), frames, generator=generator),
+                 "input_features": torch.randn(rows, mels, frames, generator=generator),
                  "feature_attention_mask": torch.ones(rows, frames, dtype=torch.long)}
         batch = {k: v.to(device) for k, v in batch.items()}
         batch["input_features"] = batch["input_features"].to(LOW_DTYPE)

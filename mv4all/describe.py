@@ -300,7 +300,8 @@ def _prompt_processor(base, processing, run_info: Mapping[str, Any]):
         if isinstance(processing, AudioLMProcessor):
             return processing
         if not hasattr(processing, "feature_extractor"):
-            raise ValueError(f"a {spec.name} model needs its processor (tokenizer + feature extractor), not a tokenizer")
+            raise ValueError(f"a {spec.name} model needs its processor (tokenizer + feature extractor), "
+                             "not a tokenizer")
         return AudioLMProcessor(processing, spec)
     return MV4AllProcessor.from_model(base, processing)
 

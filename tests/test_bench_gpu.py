@@ -54,3 +54,29 @@ def test_bench_gpu_tiny_runs_every_variant(tmp_path):
         r = generation[f"batch{rows}"]
         assert r["tokens_per_s"] > 0 and r["new_tokens_per_row"] == generation["max_new_tokens"], r
     assert generation["speedup_batch8"] > 0
+
+
+def test_bench_gpu_tiny_qwen2_audio(tmp_path):
+    """`--backbone qwen2-audio`: the Qwen2-Audio-shaped model (toy widths, the real 128 x 3000 mel input, 750 audio
+    tokens) trains LoRA with the tower on the fly and from its cache, and generates from mel features."""
+    out = tmp_path / "qwen.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "gpu.py"), "--tiny", "--backbone", "qwen2-audio", "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text(encoding="utf-8"))
+    setup = report["setup"]
+    assert (setup["backbone"], setup["shape"], setup["audio_tokens"], setup["mel_frames"]) == \
+        ("qwen2-audio", "tiny", 750, 3000)
+    assert setup["llm_dtype"] == setup["encoder_dtype"] == "torch.bfloat16"
+    training = {r["name"]: r for r in report["training"]}
+    assert set(training) == {f"stage2 {audio}{ckpt}" for audio in ("cache", "on the fly") for ckpt in ("", " +ckpt")}
+    layers = setup["llm_config"]["num_hidden_layers"]
+    for name, r in training.items():
+        assert "error" not in r and r["s_per_step"] > 0 and r["audio_tokens"] == 750, (name, r)
+        assert r["nonzero_grad_tensors"] == r["trainable_tensors"] == 4 * 2 * layers, (name, r)  # LoRA A, B on q/k/v/o
+    for rows in (1, 8):
+        r = report["generation"][f"batch{rows}"]
+        assert r["tokens_per_s"] > 0 and r["new_tokens_per_row"] == report["generation"]["max_new_tokens"], r

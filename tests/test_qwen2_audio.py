@@ -162,7 +162,8 @@ def test_run_folder_contract(qwen):
     from mv4all.model.run import run_files
 
     info = json.loads((qwen.run / "run.json").read_text())
-    assert (info["backbone"], info["stage"], info["init_from"], info["tokens_per_audio"]) == ("qwen2-audio", 2, None, 750)
+    assert (info["backbone"], info["stage"], info["init_from"], info["tokens_per_audio"]) == \
+        ("qwen2-audio", 2, None, 750)
     assert info["global_step"] == STEPS and info["base_model"]["sha256"] and info["audio_encoder"]["local"]
     files, others = run_files(qwen.run)
     assert {"run.json", "README.md", "config.yaml", "generation_config.json", "stage2/adapter_model.safetensors",
@@ -177,8 +178,13 @@ def test_run_folder_contract(qwen):
 
 
 def test_tower_cache_trains_like_the_tower(qwen, capsys):
-    from mv4all.model.audio_lm import (build_tower_cache, cached_audio_inputs, check_tower_cache, load_audio_lm,
-                                       tower_cache_size)
+    from mv4all.model.audio_lm import (
+        build_tower_cache,
+        cached_audio_inputs,
+        check_tower_cache,
+        load_audio_lm,
+        tower_cache_size,
+    )
     from mv4all.model.embedding_cache import EmbeddingCache
     from train import sft
 

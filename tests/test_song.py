@@ -105,9 +105,9 @@ def _assert_tiles(shots, duration: float) -> None:
 # --------------------------------------------------------------------------- the command on a 3-minute song
 
 
-def test_whole_song_script_is_written_and_printed(whole, song3):
+def test_whole_song_script_is_written_and_printed(whole, song3, run):
     script, result, _ = whole
-    assert script.source == song3[0].name and script.schema_version == "1.2"
+    assert script.source == song3[0].name and script.schema_version == "1.2" and script.model == run.name
     assert script.facts.duration == pytest.approx(song3[1]["duration"], abs=0.1)
     assert "# MV script: three-minutes.mp3" in result.stdout and "**Shots:**" in result.stdout
     assert "MV script written to" in result.output and "describing windows" in result.output
@@ -253,6 +253,21 @@ def test_without_downbeats_shots_lie_on_a_regular_grid(tempo, meter, bar, source
     _assert_tiles(shots, 95.0)
     for shot in shots[1:]:
         assert _near(shot.start, grid.points) <= 1e-3
+
+
+def test_a_song_without_downbeats_is_measured_and_planned_on_steps():
+    from builders.song import SongAnalyzer
+
+    facts, sections = SongAnalyzer().measure(np.zeros(int(36 * SR), dtype=np.float32))  # silence: nothing to track
+    assert (facts.tempo, facts.beats_per_bar, facts.downbeats, facts.key) == (0.0, 0, [], "unknown")
+    assert [(s.start, s.end) for s in sections] == [(0.0, 36.0)]
+    grid = S.bar_grid(facts)
+    assert grid.source == "steps"
+    plans = S.plan_windows(facts, sections, grid)
+    assert [(p.start, p.span_start, p.span_end) for p in plans] == [(0.0, 0.0, 36.0)]  # 36 s < 1.25 windows
+    _, shots = S.merge_windows(facts, sections, plans, [_frames_text()], grid)
+    _assert_tiles(shots, 36.0)
+    assert all(_near(s.start, np.arange(0.0, 36.0, 2.0)) < 1e-6 for s in shots)
 
 
 def test_grid_edges_and_holes():

@@ -78,6 +78,17 @@ def make_tokenizer(docs: list[str], vocab_size: int):
 
 
 QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"]
+# The chat template Qwen2-Audio-7B-Instruct ships (an audio item is recognised by its "audio"/"audio_url" key,
+# not its type, unlike transformers' default template): the tiny checkpoint renders prompts exactly like it.
+QWEN2_AUDIO_CHAT_TEMPLATE = (
+    "{% set audio_count = namespace(value=0) %}{% for message in messages %}{% if loop.first and message['role'] != "
+    "'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>"
+    "{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n{% else %}"
+    "{% for content in message['content'] %}{% if 'audio' in content or 'audio_url' in content %}"
+    "{% set audio_count.value = audio_count.value + 1 %}Audio {{ audio_count.value }}: "
+    "<|audio_bos|><|AUDIO|><|audio_eos|>\n{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}"
+    "<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 def make_qwen2_audio(out: str | Path, docs: list[str], *, vocab_size: int = 512, hidden: int = 64, layers: int = 2,
@@ -86,11 +97,16 @@ def make_qwen2_audio(out: str | Path, docs: list[str], *, vocab_size: int = 512,
 
     Real audio front end (WhisperFeatureExtractor, 128 mel bins, 3000 frames, max_source_positions 1500), toy
     widths everywhere else; the tokenizer is a byte-level BPE trained on ``docs`` with Qwen's special tokens
-    (eos ``<|im_end|>``, pad ``<|endoftext|>``).
+    (eos ``<|im_end|>``, pad ``<|endoftext|>``), and the Instruct checkpoint's chat template.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import (PreTrainedTokenizerFast, Qwen2AudioConfig, Qwen2AudioForConditionalGeneration,
-                              Qwen2AudioProcessor, WhisperFeatureExtractor)
+    from transformers import (
+        PreTrainedTokenizerFast,
+        Qwen2AudioConfig,
+        Qwen2AudioForConditionalGeneration,
+        Qwen2AudioProcessor,
+        WhisperFeatureExtractor,
+    )
 
     out = Path(out)
     raw = Tokenizer(models.BPE())
@@ -102,7 +118,8 @@ def make_qwen2_audio(out: str | Path, docs: list[str], *, vocab_size: int = 512,
                                                 show_progress=False))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                         model_max_length=8192)
-    processor = Qwen2AudioProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=128), tokenizer=tokenizer)
+    processor = Qwen2AudioProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=128), tokenizer=tokenizer,
+                                    chat_template=QWEN2_AUDIO_CHAT_TEMPLATE)
     config = Qwen2AudioConfig(
         audio_config={"model_type": "qwen2_audio_encoder", "d_model": audio_d_model, "encoder_layers": audio_layers,
                       "encoder_attention_heads": 2, "encoder_ffn_dim": 2 * audio_d_model, "num_mel_bins": 128,

@@ -159,7 +159,8 @@ def describe(
         _describe_whole_song(audio, out, max_minutes=max_minutes, as_json=as_json, model=model, combo=combo,
                              overrides=overrides, device=device, base_model=base_model, audio_encoder=audio_encoder,
                              precision=precision, genres=genres, mv_type=mv_type,
-                             lyrics_understanding=lyrics_understanding, notes=notes)
+                             lyrics_understanding=lyrics_understanding, notes=notes,
+                             save_generation_config=save_generation_config)
         return
     started = time.perf_counter()
     try:
@@ -248,7 +249,8 @@ def _check_script_out(out: Optional[Path], inputs: list[Path]) -> None:
 def _describe_whole_song(audio: Path, out: Optional[Path], *, max_minutes: float, as_json: bool, model: str,
                          combo: Optional[str], overrides: dict, device: str, base_model: Optional[str],
                          audio_encoder: Optional[str], precision: Optional[str], genres: list[str],
-                         mv_type: Optional[str], lyrics_understanding: Optional[str], notes: list[str]) -> None:
+                         mv_type: Optional[str], lyrics_understanding: Optional[str], notes: list[str],
+                         save_generation_config: bool = False) -> None:
     """Measure once (builders.song), describe in windows (mv4all.song), write the script, print it.
 
     The measurement runs before the model loads and its madmom sessions are released first, so peak memory is
@@ -296,6 +298,10 @@ def _describe_whole_song(audio: Path, out: Optional[Path], *, max_minutes: float
                                          dtype=precision)
     except (FileNotFoundError, ValueError, OSError) as exc:
         fail(f"cannot load model {model}: {exc}", 2)
+    if save_generation_config:
+        if not Path(model).is_dir():
+            fail("--save-generation-config needs a local run directory", 2)
+        console.print(f"decoding settings saved to {D.save_generation_config(model, describer.decoding)}")
     console.print(f"loaded {model} (trained on {describer.train_inputs}, describing with inputs "
                   f"{describer.inputs}) in {time.perf_counter() - started:.1f} s", markup=False, soft_wrap=True)
 
@@ -306,7 +312,8 @@ def _describe_whole_song(audio: Path, out: Optional[Path], *, max_minutes: float
         try:
             script = S.describe_song(
                 describer, audio, facts, sections, genres=genres, mv_type=mv_type,
-                lyrics_understanding=lyrics_understanding, notes=notes, model=model,
+                lyrics_understanding=lyrics_understanding, notes=notes,
+                model=Path(model).name if Path(model).is_dir() else model,  # scripts are shared: no local paths
                 on_plan=lambda plans: progress.update(task, total=len(plans)),
                 progress=lambda n: progress.advance(task, n),
             )

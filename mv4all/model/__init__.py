@@ -1,10 +1,14 @@
 """The mv4all model: frozen audio encoder -> projector -> causal LM, plus its batch collator.
 
+Other backbones (a transformers audio LLM such as Qwen2-Audio) are registered in ``backbones`` and
+handled by ``audio_lm``; ``load_run`` loads a run of any of them.
+
 Importing this package registers ``mv4all`` with ``AutoConfig``, ``AutoModel`` and
 ``AutoModelForCausalLM``, so saved checkpoints also load through the Auto classes.
 Needs the ``train`` extra (transformers, peft, trl).
 """
 
+from .backbones import BACKBONES, get_backbone, register_backbone
 from .collator import IGNORE_INDEX, MV4AllCollator, add_audio_token
 from .configuration import ImageBindAudioConfig, MV4AllConfig
 from .encoders import (
@@ -55,6 +59,7 @@ def lora_config(r: int = 32, alpha: int = 32, dropout: float = 0.1, **kwargs):
 __all__ = [
     "AUDIO_ENCODERS",
     "ASTAudioEncoder",
+    "BACKBONES",
     "AudioProjector",
     "AudioWindow",
     "ClapAudioEncoder",
@@ -74,10 +79,12 @@ __all__ = [
     "add_audio_token",
     "audio_encoder_spec",
     "build_audio_encoder",
+    "get_backbone",
     "load_audio_encoder",
     "load_run",
     "lora_config",
     "pool_clip_embeddings",
     "register_audio_encoder",
+    "register_backbone",
     "window_audio",
 ]

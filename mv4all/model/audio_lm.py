@@ -108,7 +108,9 @@ class AudioLMProcessor:
         instruction (the chat template adds its default system turn)."""
         combo = parse_combination(combination)
         text = render_inputs(row, Combination(combo.modalities - {1})) + instruction
-        content = ([{"type": "audio"}] if combo.uses_audio else []) + [{"type": "text", "text": text}]
+        # "audio" as a key: the Qwen2-Audio-Instruct template tests for the key, transformers' default for the type
+        content = ([{"type": "audio", "audio": "music"}] if combo.uses_audio else []) + \
+            [{"type": "text", "text": text}]
         return [{"role": "user", "content": content}]
 
     def prompt_text(self, row: Any, combination: str | Combination, instruction: str | None = None) -> str:

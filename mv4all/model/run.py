@@ -9,11 +9,11 @@ A run directory (the contract shared by training, evaluation and ``mv4all descri
     tokenizer/                   the base tokenizer plus <audio>
     logs/metrics.jsonl  trainer_state.json  README.md  checkpoints/
 
+    generation_config.json       decoding defaults sized to the training targets
+
 A run of a transformers audio LLM (``backbone: qwen2-audio``, ``mv4all.model.audio_lm``) has
 ``stage2/`` (its LoRA adapter) and ``processor/`` (tokenizer, feature extractor, chat template) in
 place of ``tokenizer/``; ``run.json`` names its ``backbone`` (absent in older runs: mv4all).
-
-    generation_config.json       decoding defaults sized to the training targets
 
 Base weights (LLM, audio encoder) are not copied into a run: ``run.json`` names them (id or path
 relative to the run directory) with their sha256, and ``load_run`` rebuilds the model from them,
@@ -241,11 +241,11 @@ def load_run(
 
     Returns ``(model, tokenizer, run_info)``: the model is in eval mode (a ``PeftModel`` after
     stage 2), the tokenizer has ``<audio>``. A run of a transformers audio LLM (``run.json``'s
-    ``backbone``) returns its transformers processor in place of the tokenizer, and its audio tower is
-    part of the base checkpoint (``audio_encoder_path`` does not apply). ``language_model`` / ``audio_encoder_path`` say where
-    the base weights are (else the environment, the user config, then the run's record: see
-    ``mv4all.model.weights``); both must hash to what the run was trained with unless
-    ``check_encoder`` / ``check_base_model`` is off. ``dtype`` (a torch dtype or ``fp32``/``bf16``/
+    ``backbone``) returns its transformers processor in place of the tokenizer; its audio tower is
+    part of the base checkpoint (``audio_encoder_path`` does not apply). ``language_model`` /
+    ``audio_encoder_path`` say where the base weights are (else the environment, the user config,
+    then the run's record: see ``mv4all.model.weights``); both must hash to what the run was
+    trained with unless ``check_encoder`` / ``check_base_model`` is off. ``dtype`` (a torch dtype or ``fp32``/``bf16``/
     ``fp16``) defaults to the precision the run trained in.
     """
     from .weights import MissingBaseWeights, locate_audio_encoder, locate_base_model, model_files_sha256
@@ -347,7 +347,6 @@ def save_run(run_dir: str | os.PathLike, *, model, tokenizer, config: dict[str, 
 
     from ..describe import Decoding, save_generation_config
     from ..safety import atomic_write_text
-
     from .backbones import backbone_of
 
     run_dir = Path(run_dir)
