@@ -48,7 +48,8 @@ def make_tiny_run(work: Path, steps: int = 10) -> tuple[Path, Path, Path]:
     common = {"dataset": str(out), "audio_root": str(corpus), "language_model": str(tiny["llm"]),
               "audio_encoder_path": str(tiny["audio_encoder"]), "max_steps": steps, "disable_tqdm": True}
     stage1 = sft.train(config, 1, {**common, "output_dir": str(work / "runs" / "stage1")})
-    stage2 = sft.train(config, 2, {**common, "init_from": str(stage1), "output_dir": str(work / "runs" / "stage2-{inputs}")})
+    stage2 = sft.train(config, 2, {**common, "init_from": str(stage1),
+                                   "output_dir": str(work / "runs" / "stage2-{inputs}")})
     return stage2, out, corpus
 
 
@@ -112,7 +113,8 @@ def main() -> None:
                "features_s_per_clip": round(features_s / len(clips), 4)}
     texts = {}
     for batch in (1, 8):
-        d = Describer(describer.model, describer.tokenizer, describer.run_info, decoding=describer.decoding.replace(batch_size=batch))
+        d = Describer(describer.model, describer.tokenizer, describer.run_info,
+                      decoding=describer.decoding.replace(batch_size=batch))
         d.generate(clips[:batch])  # warm-up at this shape
         t0 = time.perf_counter()
         texts[batch] = d.generate(clips)

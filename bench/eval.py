@@ -54,7 +54,8 @@ FILLER = ("while", "and", "as", "then", "echoing the", "mirroring the", "matchin
 def _sentence(rng: random.Random) -> str:
     s = f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(PLACES)} {rng.choice(STYLES)}"
     if rng.random() < 0.5:
-        s += f", {rng.choice(FILLER)} {rng.choice(MOODS)} tone of the {rng.choice(('chorus', 'verse', 'bridge', 'beat'))}"
+        s += (f", {rng.choice(FILLER)} {rng.choice(MOODS)} tone of the "
+              f"{rng.choice(('chorus', 'verse', 'bridge', 'beat'))}")
     return s[0].upper() + s[1:] + "."
 
 
@@ -142,8 +143,8 @@ def main() -> None:
         print(f"  BERTScorer built: {time.perf_counter() - started:.1f} s", flush=True)
         for path in paths:
             rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-            baseline[path.stem] = reference_scorer.score([r["prediction"] for r in rows], [r["reference"] for r in rows],
-                                                         batch_size=args.batch_size)
+            baseline[path.stem] = reference_scorer.score([r["prediction"] for r in rows],
+                                                         [r["reference"] for r in rows], batch_size=args.batch_size)
             print(f"  BERTScorer.score {path.stem}: {time.perf_counter() - started:.1f} s", flush=True)
         base_s, base_cpu = time.perf_counter() - started, time.process_time() - cpu_started
         del reference_scorer
@@ -170,7 +171,8 @@ def main() -> None:
 
     diffs = {name: max(float((a - b).abs().max()) for a, b in zip(per_pair[name], baseline[name])) for name in baseline}
     mean_diffs = {name: max(abs(getattr(results[name], k) - 100 * float(t.mean()))
-                            for k, t in zip(("bertscore_precision", "bertscore_recall", "bertscore_f1"), baseline[name]))
+                            for k, t in zip(("bertscore_precision", "bertscore_recall", "bertscore_f1"),
+                                            baseline[name]))
                   for name in baseline}
     pairs = args.rows * args.sets
     figures = {
@@ -183,7 +185,8 @@ def main() -> None:
         "target_ratio": 0.65,
         "baseline_ms_per_pair": round(1000 * base_s / pairs, 2), "ours_ms_per_pair": round(1000 * ours_s / pairs, 2),
         "ours_bertscore_part_ms_per_pair": round(1000 * sum(bert_s) / pairs, 2),
-        "baseline_cpu_s": round(base_cpu, 2), "ours_cpu_s": round(ours_cpu, 2), "cpu_ratio": round(ours_cpu / base_cpu, 3),
+        "baseline_cpu_s": round(base_cpu, 2), "ours_cpu_s": round(ours_cpu, 2),
+        "cpu_ratio": round(ours_cpu / base_cpu, 3),
         "texts_embedded_ours": scorer.texts_encoded,
         "texts_embedded_baseline": sum(len(set(s.predictions) | set(s.references)) for s in sets.values()),
         "max_abs_diff_per_pair": max(diffs.values()), "max_abs_diff_mean_x100": max(mean_diffs.values()),

@@ -63,7 +63,8 @@ def scenario(dry: DryRunBackend, batch: bool) -> dict:
         per_stage[name] = {"requests": full.requests, "input_tokens": full.input_tokens,
                            "image_tokens": full.image_tokens, "output_tokens": full.output_tokens,
                            "bytes": full.request_bytes, "batch_files": n_files, "usd": usd,
-                           "sample_clips": est.clips, "bytes_per_request": round(est.request_bytes / max(est.requests, 1))}
+                           "sample_clips": est.clips,
+                           "bytes_per_request": round(est.request_bytes / max(est.requests, 1))}
         totals["requests"] += full.requests
         totals["input_tokens"] += full.input_tokens
         totals["image_tokens"] += full.image_tokens

@@ -96,7 +96,8 @@ def run_mode(name, model, collator, batches, device, warmup: int):
     share = sum(audio_times) / sum(times)
     peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return {"mode": name, "steps": len(times), "sec_per_step": step, "audio_sec_per_step": sum(audio_times) / len(times),
+    return {"mode": name, "steps": len(times), "sec_per_step": step,
+            "audio_sec_per_step": sum(audio_times) / len(times),
             "audio_share": share, "peak_memory_mib": peak, "first_loss": losses[0]}
 
 
@@ -142,7 +143,8 @@ def main() -> None:
     ]
     cached, live = results
     report = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                   else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"),
         "encoder_params": sum(p.numel() for p in model.model.audio_encoder.parameters()),
         "llm": {"hidden": args.hidden, "layers": args.layers},
         "batch_size": args.batch_size,

@@ -47,12 +47,14 @@ def render_card(info: dict, stats: dict, backend) -> str:
             if offline else ""
         ),
         "counts_table": _table(["config", "train", "test"],
-                               [[cfg, splits.get("train", 0), splits.get("test", 0)] for cfg, splits in counts.items()]),
+                               [[cfg, splits.get("train", 0), splits.get("test", 0)]
+                                for cfg, splits in counts.items()]),
         "mv_type_table": _table(["MV type", "clips"], [[k, v] for k, v in stats.get("mv_type", {}).items()]) or "none",
         "tempo_summary": (f"min {tempo['min']:.1f}, median {tempo['median']:.1f}, max {tempo['max']:.1f}"
                           if tempo else "n/a"),
-        "key_summary": (", ".join(f"{k} {v}" for k, v in modes.items()) + "; most common "
-                        + ", ".join(f"{k} ({v})" for k, v in list(stats.get("keys", {}).items())[:5])) if modes else "n/a",
+        "key_summary": ((", ".join(f"{k} {v}" for k, v in modes.items()) + "; most common "
+                         + ", ".join(f"{k} ({v})" for k, v in list(stats.get("keys", {}).items())[:5]))
+                        if modes else "n/a"),
         "artist_overlap": stats.get("artist_overlap", 0),
         "split_by": info["split"]["by"],
         "split_salt": info["split"]["salt"],

@@ -46,7 +46,8 @@ class SplitOptions(Options):
         return self
 
     def spec(self) -> SplitSpec:
-        return SplitSpec(test_ratio=self.test_ratio, test_size=self.test_size, min_test=self.min_test, by=self.by, salt=self.salt)
+        return SplitSpec(test_ratio=self.test_ratio, test_size=self.test_size,
+                         min_test=self.min_test, by=self.by, salt=self.salt)
 
 
 # LLM options that change how requests travel, not what they ask: kept out of build_info/build_id.

@@ -23,7 +23,8 @@ NOTE_PC = {
     "C": 0, "B#": 0, "C#": 1, "Db": 1, "D": 2, "D#": 3, "Eb": 3, "E": 4, "Fb": 4, "E#": 5, "F": 5,
     "F#": 6, "Gb": 6, "G": 7, "G#": 8, "Ab": 8, "A": 9, "A#": 10, "Bb": 10, "B": 11, "Cb": 11,
 }  # fmt: skip
-QUALITY_SUFFIX = {"maj": "", "min": "m", "dim": "dim", "aug": "aug", "7": "7", "maj7": "maj7", "min7": "m7", "sus4": "sus4", "sus2": "sus2"}
+QUALITY_SUFFIX = {"maj": "", "min": "m", "dim": "dim", "aug": "aug", "7": "7",
+                  "maj7": "maj7", "min7": "m7", "sus4": "sus4", "sus2": "sus2"}
 DEGREES = ["I", "bII", "II", "bIII", "III", "IV", "#IV", "V", "bVI", "VI", "bVII", "VII"]
 DEGREES_MINOR = ["I", "bII", "II", "III", "#III", "IV", "#IV", "V", "VI", "#VI", "VII", "#VII"]
 

@@ -158,7 +158,8 @@ MV_DESCRIPTION = Stage(
     version=1,
     output_model=MVDescription,
     reads=frozenset(
-        {"track", "music_features", "visual", "frame_captions", "mv_type", "lyrics_understanding", "unified_music_caption"}
+        {"track", "music_features", "visual", "frame_captions",
+         "mv_type", "lyrics_understanding", "unified_music_caption"}
     ),
     depends_on=("frame_captions", "mv_type", "unified_music_caption", "lyrics_understanding"),
     modality="text",

@@ -195,7 +195,8 @@ class JudgeReport:
             "verdicts": [{"id": i, "verdict": v.model_dump() if v is not None else None}
                          for i, v in zip(self.ids, self.verdicts)],
             "usage": {"sent": self.sent, "cache_hits": self.cache_hits, "reasks": self.reasks,
-                      "input_tokens": self.input_tokens, "output_tokens": self.output_tokens, "cost_usd": self.cost_usd},
+                      "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+                      "cost_usd": self.cost_usd},
             "dry_run": None if self.estimate is None else vars(self.estimate),
         }
 

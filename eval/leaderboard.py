@@ -77,7 +77,8 @@ def check_comparable(cfg: Config, split_hash: str) -> None:
     table = _table_metrics(cfg)
     for row in cfg.rows:
         if row.metrics is not None:
-            mine = {"model": row.metrics.get("model", table["model"]), "layer": row.metrics.get("layer", table["layer"])}
+            mine = {"model": row.metrics.get("model", table["model"]),
+                    "layer": row.metrics.get("layer", table["layer"])}
             if mine != table:
                 raise LeaderboardError(f"row {row.name!r} asks for metric settings {mine}, the table uses {table}: "
                                        "rows scored differently cannot share one table")
@@ -87,7 +88,8 @@ def check_comparable(cfg: Config, split_hash: str) -> None:
             if theirs and theirs != split_hash:
                 raise LeaderboardError(
                     f"row {row.name!r}: run {row.run_dir} was trained with a dataset whose test split has ids hash "
-                    f"{theirs[:12]}, but this table evaluates {cfg.dataset} ({cfg.split}) with ids hash {split_hash[:12]}: "
+                    f"{theirs[:12]}, but this table evaluates {cfg.dataset} ({cfg.split}) "
+                    f"with ids hash {split_hash[:12]}: "
                     "rows from different splits are refused in one table")
 
 

@@ -189,13 +189,15 @@ def load_config(path: str | os.PathLike | dict, root: str | os.PathLike | None =
             raise LeaderboardError(f"row {name!r}: give exactly one of run_dir, predictions, base_model")
         try:
             eval_inputs = None if item.get("eval_inputs") is None else parse_combination(str(item["eval_inputs"])).name
-            train_inputs = None if item.get("train_inputs") is None else parse_combination(str(item["train_inputs"])).name
+            train_inputs = (None if item.get("train_inputs") is None
+                            else parse_combination(str(item["train_inputs"])).name)
         except ValueError as exc:
             raise LeaderboardError(f"row {name!r}: {exc}") from None
         base_model = item.get("base_model")
         if base_model and resolve_path(base_model, base).exists():
             base_model = str(resolve_path(base_model, base))
-        rows.append(Row(name=name, group=group, eval_inputs=eval_inputs, run_dir=resolve_path(item.get("run_dir"), base),
+        rows.append(Row(name=name, group=group, eval_inputs=eval_inputs,
+                        run_dir=resolve_path(item.get("run_dir"), base),
                         predictions=resolve_path(item.get("predictions"), base), base_model=base_model,
                         train_inputs=train_inputs, metrics=item.get("metrics"), backbone=item.get("backbone")))
     names = [r.name for r in rows]
@@ -205,7 +207,8 @@ def load_config(path: str | os.PathLike | dict, root: str | os.PathLike | None =
         raise LeaderboardError("the config lists no rows")
     return Config(
         path=where, dataset=resolve_path(raw["dataset"], base), split=str(raw.get("split", "test")),
-        audio_root=resolve_path(raw.get("audio_root"), base), out_dir=resolve_path(raw.get("out_dir", "leaderboard"), base),
+        audio_root=resolve_path(raw.get("audio_root"), base),
+        out_dir=resolve_path(raw.get("out_dir", "leaderboard"), base),
         bertscore_model=bert.get("model"), bertscore_layer=bert.get("layer"), decoding=dict(raw.get("decoding") or {}),
         rows=rows, device=raw.get("device"), train_missing=raw.get("train_missing"), title=raw.get("title", "Table 1"),
         base=base,

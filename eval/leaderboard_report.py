@@ -22,7 +22,8 @@ from eval.leaderboard_config import GROUPS, Config, Row
 from mv4all.metrics.faithfulness import CLAIM_TYPES
 from mv4all.metrics.quality import TABLE_TYPES, QualityResult
 
-GROUP_TITLES = {"baseline": "Baselines", "main": "All inputs", "ablation": "Ablations (trained and evaluated on the same inputs)",
+GROUP_TITLES = {"baseline": "Baselines", "main": "All inputs",
+                "ablation": "Ablations (trained and evaluated on the same inputs)",
                 "sanity": "Sanity check (inputs removed at inference)"}
 CIRCLED = {1: "①", 2: "②", 3: "③", 4: "④"}
 TOP_K = 3
@@ -176,7 +177,8 @@ def write_chart(path: Path, rows: list[Row], results: dict, bert_label: str) -> 
     width = 0.8 / max(1, len(metrics))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(rows) + 2), 4.5))
     for j, (key, label) in enumerate(metrics):
-        ax.bar(x + (j - (len(metrics) - 1) / 2) * width, [getattr(results[r.name], key) for r in rows], width, label=label)
+        ax.bar(x + (j - (len(metrics) - 1) / 2) * width,
+               [getattr(results[r.name], key) for r in rows], width, label=label)
     ax.set_xticks(x, [row_label(r, rows) for r in rows], rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("score x100")
     ax.set_title("MV description metrics per setting")

@@ -32,7 +32,8 @@ def cache_key(row: Row, decoding: dict) -> str:
 
 def cache_path(cfg: Config, row: Row, decoding: dict) -> Path:
     source = row.run_dir.name if row.run_dir else Path(str(row.base_model)).name
-    return cfg.out_dir / "predictions" / f"{_slug(source)}__{_slug(row.eval_inputs or 'train')}__{cache_key(row, decoding)}.jsonl"
+    return (cfg.out_dir / "predictions"
+            / f"{_slug(source)}__{_slug(row.eval_inputs or 'train')}__{cache_key(row, decoding)}.jsonl")
 
 
 def _missing_run_args(cfg: Config, row: Row) -> tuple[Path, int, dict]:

@@ -37,7 +37,8 @@ def done_ids(path: str | os.PathLike, describer: Describer | None = None) -> set
         return set()
     if not path.is_file():
         raise UnsafeOutput(f"{path} is not a file: give a predictions .jsonl path")
-    expected = None if describer is None else describer.prediction({"id": "-"}, "").model_dump(include=set(IDENTITY_FIELDS))
+    expected = (None if describer is None
+                else describer.prediction({"id": "-"}, "").model_dump(include=set(IDENTITY_FIELDS)))
     raw = path.read_bytes()
     lines = raw.split(b"\n")
     ids: set[str] = set()

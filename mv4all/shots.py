@@ -14,8 +14,8 @@
 - Prompts: a style prefix shared by every row (MV type and genres, the palette and the style words of the
   overview), then the shot's text, trimmed to the target's prompt budget at a sentence boundary, else at a word
   boundary (and the row says so). The prefix takes at most ``PREFIX_SHARE`` of the budget.
-- Targets are data (``shot_targets.yaml``, read by ``mv4all.t2v_targets``: clip length, fps, prompt budget in tokens or words per model
-  family), not code; ``--targets FILE`` reads another file of the same shape.
+- Targets are data (``shot_targets.yaml``, read by ``mv4all.t2v_targets``: clip length, fps, prompt budget in tokens
+  or words per model family), not code; ``--targets FILE`` reads another file of the same shape.
 
 Token budgets are counted exactly when the target's tokenizer file is already on this machine (its ``tokenizer``
 entry: the local Hugging Face cache or a path; nothing is downloaded), else with ``approx_tokens``, a documented

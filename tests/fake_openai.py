@@ -456,7 +456,8 @@ def _run_batch(server: FakeOpenAI, batch: Batch) -> None:
             if fault is not None and fault.kind in ("429", "500"):
                 raise Reject(int(fault.kind), "injected " + fault.kind)
             server.chat_bodies.append(line["body"])
-            response = {"status_code": 200, "request_id": uuid.uuid4().hex, "body": server.answer(name, line["body"], fault)}
+            response = {"status_code": 200, "request_id": uuid.uuid4().hex,
+                        "body": server.answer(name, line["body"], fault)}
             out.append({"id": "batch_req_" + uuid.uuid4().hex[:8], "custom_id": line["custom_id"],
                         "response": response, "error": None})
         except Reject as exc:

@@ -38,7 +38,8 @@ def _write_m4a(path, y: np.ndarray, sr: int = SR, video: bool = False) -> None:
         astream = container.add_stream("aac", rate=sr)
         astream.layout = "stereo"
         for i in range(0, stereo.shape[1], 1024):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(stereo[:, i : i + 1024]), format="fltp", layout="stereo")
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(stereo[:, i : i + 1024]),
+                                               format="fltp", layout="stereo")
             frame.sample_rate, frame.pts = sr, i
             container.mux(astream.encode(frame))
         container.mux(astream.encode(None))

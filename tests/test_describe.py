@@ -276,7 +276,8 @@ def test_seeded_sampling(describer, songs):
     def sample(seed: int) -> str:
         decoding = describer.decoding.replace(strategy="sample", seed=seed, temperature=1.0, top_p=1.0,
                                               max_new_tokens=8)
-        return D.Describer(describer.model, describer.tokenizer, describer.run_info, decoding=decoding).generate([row])[0]
+        return D.Describer(describer.model, describer.tokenizer,
+                           describer.run_info, decoding=decoding).generate([row])[0]
 
     first = sample(1)
     assert sample(1) == first

@@ -19,7 +19,8 @@ def test_instructions_exact():
     assert CAPTION_INSTRUCTION == "Describe the music in detail."
 
 
-@pytest.mark.parametrize("spec,name", [("1+2+3+4", "1+2+3+4"), ("4+1", "1+4"), ("2,3", "2+3"), ("none", "none"), ("", "none")])
+@pytest.mark.parametrize("spec,name", [("1+2+3+4", "1+2+3+4"), ("4+1", "1+4"), ("2,3", "2+3"),
+                                       ("none", "none"), ("", "none")])
 def test_parse_combination(spec, name):
     assert parse_combination(spec).name == name
 

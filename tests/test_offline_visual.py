@@ -117,7 +117,8 @@ def _frame(i: int, **kw) -> FrameStats:
 
 
 def _visual(frames: list[FrameStats], **kw) -> VisualStats:
-    base = dict(width=640, height=360, fps=25.0, duration=30.0, frames=frames, static_score=5.0, shot_count=4, zoom_pan=False)
+    base = dict(width=640, height=360, fps=25.0, duration=30.0,
+                frames=frames, static_score=5.0, shot_count=4, zoom_pan=False)
     base.update(kw)
     return VisualStats(**base)
 
@@ -125,7 +126,8 @@ def _visual(frames: list[FrameStats], **kw) -> VisualStats:
 def test_rules_are_general_visual_reasoning():
     plain = [_frame(i) for i in range(15)]
     dark_wide = [_frame(i, brightness=35.0, letterbox=True, bars=0.24) for i in range(15)]
-    assert classify_mv_type(_visual(dark_wide, letterbox=True, brightness=35.0, cuts_per_minute=4.0)) == "Cinematic Drama"
+    assert (classify_mv_type(_visual(dark_wide, letterbox=True, brightness=35.0, cuts_per_minute=4.0))
+            == "Cinematic Drama")
     cartoon = [_frame(i, flat_colour=0.6, saturation=0.8) for i in range(15)]
     assert classify_mv_type(_visual(cartoon, flat_colour=0.6, saturation=0.8, colourfulness=120.0)) == "Animation"
     texty = [_frame(i, text_overlay=i % 4 != 0) for i in range(15)]
@@ -135,10 +137,12 @@ def test_rules_are_general_visual_reasoning():
     assert classify_mv_type(_visual(plain, static_score=0.05, shot_count=6)) == "Static/Dynamic Picture Montage"
     assert classify_mv_type(_visual(plain, zoom_pan=True, zoom_pan_share=0.9)) == "Static/Dynamic Picture Montage"
     assert classify_mv_type(_visual(plain, shake=1.5, saturation=0.08)) == "Behind-the-Scenes"
-    assert classify_mv_type(_visual(plain, flicker=6.0, brightness=40.0, cuts_per_minute=30.0, shot_count=16)) == "Live Performance"
+    assert (classify_mv_type(_visual(plain, flicker=6.0, brightness=40.0, cuts_per_minute=30.0, shot_count=16))
+            == "Live Performance")
     # rhythm in time with the song
     track = Track(id="x" * 16, artist="a", song="s", tempo=128.0)
-    assert classify_mv_type(_visual(plain, motion_periodicity=0.8, motion_bpm=128.0, cuts_per_minute=10.0), track=track) == "Dance Performance"
+    assert classify_mv_type(_visual(plain, motion_periodicity=0.8, motion_bpm=128.0, cuts_per_minute=10.0),
+                            track=track) == "Dance Performance"
     ranked = explain_mv_type(_visual(dark_wide, letterbox=True, brightness=35.0))
     assert ranked[0][0] == "Cinematic Drama" and ranked[0][2]  # with reasons
     assert {r[0] for r in ranked} == set(MV_TYPES)

@@ -268,7 +268,8 @@ def test_a_moved_run_describes_with_the_encoder_given(tiny_runs, tmp_path):
                                   "--audio-encoder", str(tiny_runs.tiny["audio_encoder"])])
     assert missing.exit_code == 2 and "--base-model" in missing.output
     # The environment supplies them too.
-    env = {"MV4ALL_AUDIO_ENCODER": str(tiny_runs.tiny["audio_encoder"]), "MV4ALL_BASE_MODEL": str(tiny_runs.tiny["llm"])}
+    env = {"MV4ALL_AUDIO_ENCODER": str(tiny_runs.tiny["audio_encoder"]),
+           "MV4ALL_BASE_MODEL": str(tiny_runs.tiny["llm"])}
     by_env = runner.invoke(app, ["describe", wav, "--model", str(moved), *common], env=env)
     assert by_env.exit_code == 0 and text(by_env.output) == text(here.output)
 
@@ -371,8 +372,10 @@ def test_estimate_counts_real_parameters(tiny_runs):
     proj = sum(p.numel() for p in model.model.projector.parameters())
     est = estimate_training_memory(AutoConfig.from_pretrained(tiny_runs.tiny["llm"]), encoder_params=enc,
                                    projector_params=proj, weight_dtype=torch.float32, sequence_length=16, batch_size=1)
-    real_lm = sum(p.numel() for p in lm.parameters()) + model.lm_head.weight.numel() * (not model.config.tie_word_embeddings)
-    vocab_rows = model.get_input_embeddings().weight.shape[0] - AutoConfig.from_pretrained(tiny_runs.tiny["llm"]).vocab_size
+    real_lm = (sum(p.numel() for p in lm.parameters())
+               + model.lm_head.weight.numel() * (not model.config.tie_word_embeddings))
+    vocab_rows = (model.get_input_embeddings().weight.shape[0]
+                  - AutoConfig.from_pretrained(tiny_runs.tiny["llm"]).vocab_size)
     hidden = model.config.text_config.hidden_size
     extra = vocab_rows * hidden * (1 if model.config.tie_word_embeddings else 2)  # the <audio> rows
     assert est.total_params == real_lm - extra + enc + proj

@@ -19,7 +19,8 @@ class FakeApi:
         FakeApi.calls.append(("create_repo", repo_id, repo_type, private))
 
     def create_commit(self, repo_id, repo_type=None, operations=(), commit_message=""):
-        FakeApi.calls.append(("create_commit", repo_id, repo_type, [(op.path_in_repo, op.path_or_fileobj) for op in operations]))
+        FakeApi.calls.append(("create_commit", repo_id, repo_type,
+                              [(op.path_in_repo, op.path_or_fileobj) for op in operations]))
 
 
 def test_push_dataset(sample_build, monkeypatch):

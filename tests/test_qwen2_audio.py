@@ -258,3 +258,20 @@ def test_leaderboard_with_one_row_of_each_backbone(qwen, inference_runs, tmp_pat
     assert {r["name"]: r["backbone"] for r in report["results"]} == {"1+2+3+4": "mv4all",
                                                                      "qwen 1+2+3+4": "qwen2-audio"}
     assert all(r["n"] == 4 for r in report["results"])
+
+
+def test_embed_command_prints_the_tower_cache_size_first(qwen, tmp_path):
+    """`mv4all embed --backbone qwen2-audio`: the size per clip is printed before anything is built."""
+    from typer.testing import CliRunner
+
+    from mv4all.cli import app
+
+    out = tmp_path / "tower"
+    args = ["embed", "--dataset", str(qwen.build.out), "--audio-root", str(qwen.build.corpus),
+            "--encoder", str(qwen.checkpoint), "--out", str(out), "--backbone", "qwen2-audio", "--precision", "fp32"]
+    res = CliRunner().invoke(app, [*args, "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert "93.8 KiB per clip" in res.output and not out.exists()
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert (out / "index.json").is_file() and res.output.index("per clip") < res.output.index("wrote")

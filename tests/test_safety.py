@@ -335,7 +335,8 @@ def test_other_mistakes_are_one_line(tiny_runs, tmp_path, capsys):
     preds.write_text(_prediction_lines(tiny_runs, 1)[0] + "\n")
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
-    one_line_error(cli(capsys, "evaluate", "-p", preds, "--no-bertscore", "-o", blocker / "r.json"), "--out", "cannot write")
+    one_line_error(cli(capsys, "evaluate", "-p", preds, "--no-bertscore", "-o", blocker / "r.json"),
+                   "--out", "cannot write")
     cache = tmp_path / "emb-file"
     cache.write_text("x")
     one_line_error(cli(capsys, "embed", "--dataset", tiny_runs.build.out, "--audio-root", tiny_runs.build.corpus,

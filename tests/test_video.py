@@ -52,7 +52,8 @@ def test_render_truth_and_determinism(clips, tmp_path):
     assert truth["shots"] >= 2 and truth["has_face"] is True and truth["has_text_overlay"] is False
     assert truth["duration"] == SECONDS and truth["frames"] == int(SECONDS * truth["fps"])
     again = render_video(_spec("Story Narrative"), tmp_path / "again.mp4", duration=SECONDS)
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == hashlib.sha256((tmp_path / "again.mp4").read_bytes()).hexdigest()
+    assert (hashlib.sha256(path.read_bytes()).hexdigest()
+            == hashlib.sha256((tmp_path / "again.mp4").read_bytes()).hexdigest())
     assert {k: v for k, v in again.items() if k != "seconds"} == {k: v for k, v in truth.items() if k != "seconds"}
     assert clips["lyric"][1]["has_text_overlay"] is True
     assert clips["still"][1]["shots"] == 1 and clips["slideshow"][1]["shots"] >= 2

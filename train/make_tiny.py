@@ -163,7 +163,8 @@ def pretrain(model, tokenizer, docs: list[str], steps: int, block: int = 256, ba
     """Plain next-token training on the concatenated documents (random blocks)."""
     ids: list[int] = []
     for doc in docs:
-        ids += [tokenizer.bos_token_id] + tokenizer(doc, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        ids += ([tokenizer.bos_token_id] + tokenizer(doc, add_special_tokens=False)["input_ids"]
+                + [tokenizer.eos_token_id])
     stream = torch.tensor(ids)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)

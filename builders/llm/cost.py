@@ -71,8 +71,9 @@ class StageEstimate:
 
     def scaled(self, factor: float) -> "StageEstimate":
         return StageEstimate(
-            stage=self.stage, model=self.model, clips=round(self.clips * factor), requests=round(self.requests * factor),
-            cached=round(self.cached * factor), input_tokens=round(self.input_tokens * factor),
+            stage=self.stage, model=self.model, clips=round(self.clips * factor),
+            requests=round(self.requests * factor), cached=round(self.cached * factor),
+            input_tokens=round(self.input_tokens * factor),
             output_tokens=round(self.output_tokens * factor), images=round(self.images * factor),
             image_tokens=round(self.image_tokens * factor), request_bytes=round(self.request_bytes * factor),
             images_unknown=self.images_unknown, methods=set(self.methods))

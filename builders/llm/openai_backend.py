@@ -100,7 +100,8 @@ class OpenAIBackend:
         self.max_reasks = max(0, int(max_reasks))
         self.max_batch = chunk if chunk else (None if self.batch else 256)
         self.poll_interval, self.max_wait = float(poll_interval), float(max_wait)
-        self.max_file_requests, self.max_file_bytes, self.keep_files = int(max_file_requests), int(max_file_bytes), keep_files
+        self.max_file_requests, self.max_file_bytes, self.keep_files = (
+            int(max_file_requests), int(max_file_bytes), keep_files)
         self.state_dir = Path(state_dir) if state_dir else None
         self.prices = load_prices()
         self.stats: Counter = Counter()
@@ -371,7 +372,8 @@ class OpenAIBackend:
         results = []
         for cid in by_id:
             if cid in errors:
-                results.append(StageResult(clip_id=cid, error=errors[cid], model=self.model_for(stage), usage=usage[cid]))
+                results.append(StageResult(clip_id=cid, error=errors[cid],
+                                           model=self.model_for(stage), usage=usage[cid]))
                 continue
             wanted = parts.get(cid, [])
             if not wanted or any(p not in got[cid] for p in wanted):
@@ -384,7 +386,8 @@ class OpenAIBackend:
                 usage=usage[cid], notes=self._notes(stage, {"json_schema"}, hits[cid], len(wanted))))
         return results
 
-    def _retry_requests(self, stage: Stage, by_id: dict, retry: list, errors: dict) -> Iterator[tuple[ChatRequest, str]]:
+    def _retry_requests(self, stage: Stage, by_id: dict, retry: list,
+                        errors: dict) -> Iterator[tuple[ChatRequest, str]]:
         per_clip: dict[str, list] = {}
         for cid, part, bad, problem in retry:
             per_clip.setdefault(cid, []).append((part, bad, problem))

@@ -54,12 +54,15 @@ def _metadata_rows(specs: list[ClipSpec]) -> dict[str, tuple[list[str], list[lis
             [[s.id, s.artist, s.song, s.album] for s in specs],
         ),
         "id_metadata.csv": (
-            ["id", "spotify_id", "popularity", "release", "danceability", "energy", "key", "mode", "valence", "tempo", "duration_ms"],
+            ["id", "spotify_id", "popularity", "release", "danceability",
+             "energy", "key", "mode", "valence", "tempo", "duration_ms"],
             [
                 [
                     s.id, f"sp{s.id[:14]}", str(30 + s.seed % 60), str(2000 + s.seed % 24),
-                    f"{s.danceability:.3f}", f"{s.energy:.3f}", str(key_index[s.tonic]), "1" if s.mode == "major" else "0",
-                    f"{s.valence:.3f}", f"{s.metadata_tempo:.3f}" if s.metadata_tempo else "0", str(180000 + 1000 * (s.seed % 90)),
+                    f"{s.danceability:.3f}", f"{s.energy:.3f}", str(key_index[s.tonic]),
+                    "1" if s.mode == "major" else "0",
+                    f"{s.valence:.3f}", f"{s.metadata_tempo:.3f}" if s.metadata_tempo else "0",
+                    str(180000 + 1000 * (s.seed % 90)),
                 ]
                 for s in specs
             ],

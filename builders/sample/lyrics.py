@@ -24,103 +24,125 @@ from builders.sample.specs import ClipSpec
 LEXICON: dict[str, dict[str, dict[str, list[str]]]] = {
     "en": {
         "love": {
-            "images": ["your open arms", "a paper rose", "the light in your eyes", "a promise on my lips", "your name on the window"],
-            "acts": ["hold you close", "call your name", "fall for you again", "give you all my heart", "kiss the morning slow"],
+            "images": ["your open arms", "a paper rose", "the light in your eyes", "a promise on my lips",
+                       "your name on the window"],
+            "acts": ["hold you close", "call your name", "fall for you again", "give you all my heart",
+                     "kiss the morning slow"],
             "feels": ["tender", "golden", "burning", "sweet"],
             "hooks": ["You're the one I'm falling for", "Stay with me, my darling", "My heart beats only for you"],
         },
         "night": {
-            "images": ["the neon moon", "a midnight train", "the city after dark", "a sky full of stars", "the streetlights humming"],
-            "acts": ["drive until the dawn", "stay awake till sunrise", "chase the evening shadows", "dance beneath the stars"],
+            "images": ["the neon moon", "a midnight train", "the city after dark", "a sky full of stars",
+                       "the streetlights humming"],
+            "acts": ["drive until the dawn", "stay awake till sunrise", "chase the evening shadows",
+                     "dance beneath the stars"],
             "feels": ["electric", "restless", "silver", "wide awake"],
             "hooks": ["Tonight we own the night", "Under the moon we come alive", "Don't let the night go"],
         },
         "heartbreak": {
-            "images": ["a broken mirror", "the empty other side of the bed", "your fading footsteps", "the rain on the glass", "a letter I never sent"],
+            "images": ["a broken mirror", "the empty other side of the bed", "your fading footsteps",
+                       "the rain on the glass", "a letter I never sent"],
             "acts": ["pick up the pieces", "cry an ocean", "let you walk away", "forget your face"],
             "feels": ["shattered", "hollow", "cold", "bleeding"],
-            "hooks": ["You left me with the silence", "Every tear still knows your name", "I'm falling apart without you"],
+            "hooks": ["You left me with the silence", "Every tear still knows your name",
+                      "I'm falling apart without you"],
         },
         "memory": {
-            "images": ["an old photograph", "the summer we were young", "a faded polaroid", "the echo of your laughter", "a dusty attic box"],
-            "acts": ["remember every word", "look back on yesterday", "trace the pictures on the wall", "hold on to the past"],
+            "images": ["an old photograph", "the summer we were young", "a faded polaroid", "the echo of your laughter",
+                       "a dusty attic box"],
+            "acts": ["remember every word", "look back on yesterday", "trace the pictures on the wall",
+                     "hold on to the past"],
             "feels": ["faded", "nostalgic", "yellowed", "bittersweet"],
             "hooks": ["I still remember you", "Yesterday won't let me go", "Those days are burned in my mind"],
         },
         "rebellion": {
-            "images": ["the barricades", "a fist in the air", "the broken chains", "a wall of noise", "the riot in the street"],
+            "images": ["the barricades", "a fist in the air", "the broken chains", "a wall of noise",
+                       "the riot in the street"],
             "acts": ["tear it all down", "refuse to kneel", "break every rule", "shout against the wind"],
             "feels": ["defiant", "loud", "unbroken", "furious"],
             "hooks": ["We won't back down", "Raise your voice and burn the stage", "Nobody tells us how to live"],
         },
         "freedom": {
-            "images": ["the open highway", "a bird without a cage", "the endless sky", "the wind in my hair", "the wild horizon"],
+            "images": ["the open highway", "a bird without a cage", "the endless sky", "the wind in my hair",
+                       "the wild horizon"],
             "acts": ["spread my wings", "run without a map", "leave the cage behind", "break away"],
             "feels": ["free", "wild", "weightless", "untamed"],
             "hooks": ["Now I'm finally free", "Nothing's gonna hold me down", "Let me fly away"],
         },
         "nature": {
             "images": ["the river bend", "the willow tree", "the morning dew", "the mountain air", "a field of clover"],
-            "acts": ["walk among the pines", "listen to the river", "lie down in the meadow", "follow the winding stream"],
+            "acts": ["walk among the pines", "listen to the river", "lie down in the meadow",
+                     "follow the winding stream"],
             "feels": ["green", "gentle", "quiet", "wild"],
             "hooks": ["The river carries me home", "Sing with the willow and the wind", "Where the wildflowers grow"],
         },
         "home": {
-            "images": ["the porch light", "my mother's kitchen", "the old front door", "a candle in the window", "the fireplace"],
+            "images": ["the porch light", "my mother's kitchen", "the old front door", "a candle in the window",
+                       "the fireplace"],
             "acts": ["find my way back", "come home again", "knock on the old front door", "rest my weary head"],
             "feels": ["warm", "safe", "familiar", "homesick"],
             "hooks": ["Take me home tonight", "There's a light that leads me home", "Home is where you are"],
         },
         "dance": {
-            "images": ["the dance floor", "the spinning lights", "the bassline", "a mirror ball", "the rhythm in my feet"],
+            "images": ["the dance floor", "the spinning lights", "the bassline", "a mirror ball",
+                       "the rhythm in my feet"],
             "acts": ["move my body", "dance until the morning", "lose myself in the beat", "spin around"],
             "feels": ["electric", "sweaty", "dizzy", "alive"],
             "hooks": ["Move your body to the beat", "Dance with me all night long", "Don't stop the rhythm"],
         },
         "dreams": {
-            "images": ["a sky of broken glass", "the clouds of sleep", "a kaleidoscope", "a castle made of sand", "the edge of sleep"],
+            "images": ["a sky of broken glass", "the clouds of sleep", "a kaleidoscope", "a castle made of sand",
+                       "the edge of sleep"],
             "acts": ["close my eyes", "drift away", "wake inside a dream", "float above the clouds"],
             "feels": ["hazy", "surreal", "floating", "dreaming"],
             "hooks": ["Wake me up inside this dream", "We are made of dreams", "Lost in a dream again"],
         },
         "time": {
-            "images": ["the ticking clock", "the hourglass", "the turning seasons", "a second hand", "the calendar pages"],
+            "images": ["the ticking clock", "the hourglass", "the turning seasons", "a second hand",
+                       "the calendar pages"],
             "acts": ["turn back the clock", "run out of time", "count the hours", "wait for tomorrow"],
             "feels": ["fleeting", "endless", "borrowed", "racing"],
             "hooks": ["Time keeps slipping away", "Give me one more hour", "The clock won't stop for us"],
         },
         "city": {
-            "images": ["the concrete jungle", "a subway car", "the corner store", "the streetlight", "the crowded avenue"],
+            "images": ["the concrete jungle", "a subway car", "the corner store", "the streetlight",
+                       "the crowded avenue"],
             "acts": ["walk these city blocks", "write my name on the wall", "ride the late bus", "hustle every day"],
             "feels": ["gritty", "crowded", "loud", "restless"],
             "hooks": ["These streets know my name", "Streetlight letters on the wall", "City never sleeps for me"],
         },
         "struggle": {
-            "images": ["an empty wallet", "the uphill road", "the weight on my shoulders", "the rent that's due", "the long grind"],
+            "images": ["an empty wallet", "the uphill road", "the weight on my shoulders", "the rent that's due",
+                       "the long grind"],
             "acts": ["fight to survive", "keep my head up", "work the double shift", "carry the load"],
             "feels": ["tired", "hungry", "stubborn", "worn"],
             "hooks": ["I keep on fighting through", "Never giving up the grind", "Rise above it all"],
         },
         "childhood": {
-            "images": ["a tin toy soldier", "the playground swing", "a paper kite", "the ice cream truck", "a box of crayons"],
-            "acts": ["skip along the street", "play until the sunset", "laugh without a reason", "build a blanket fort"],
+            "images": ["a tin toy soldier", "the playground swing", "a paper kite", "the ice cream truck",
+                       "a box of crayons"],
+            "acts": ["skip along the street", "play until the sunset", "laugh without a reason",
+                     "build a blanket fort"],
             "feels": ["playful", "innocent", "silly", "bright"],
             "hooks": ["Let's be kids again", "Round and round the carousel", "Marching in the toy parade"],
         },
         "joy": {
-            "images": ["the sunshine", "a brass band", "a bunch of balloons", "the laughter in the square", "a summer parade"],
+            "images": ["the sunshine", "a brass band", "a bunch of balloons", "the laughter in the square",
+                       "a summer parade"],
             "acts": ["sing out loud", "clap my hands", "smile all day", "jump for joy"],
             "feels": ["happy", "sunny", "cheerful", "bright"],
             "hooks": ["Everybody sing along", "Happy days are here again", "Clap your hands and shout"],
         },
         "anger": {
-            "images": ["the burning sky", "a clenched fist", "the gathering storm", "the shattered glass", "a wall of fire"],
+            "images": ["the burning sky", "a clenched fist", "the gathering storm", "the shattered glass",
+                       "a wall of fire"],
             "acts": ["scream into the void", "burn it to the ground", "break the silence", "spit the fire"],
             "feels": ["furious", "violent", "black", "raging"],
             "hooks": ["Feel the fire in my veins", "Rage against the static", "Burn it all away"],
         },
         "war": {
-            "images": ["the battlefield", "the iron cathedral", "a rusted sword", "the smoke of cannons", "the fallen soldiers"],
+            "images": ["the battlefield", "the iron cathedral", "a rusted sword", "the smoke of cannons",
+                       "the fallen soldiers"],
             "acts": ["march into the fire", "raise the iron shield", "fight until the end", "stand against the horde"],
             "feels": ["bloody", "iron", "merciless", "grim"],
             "hooks": ["We march to war tonight", "Iron and blood forever", "No surrender, no retreat"],
@@ -132,37 +154,43 @@ LEXICON: dict[str, dict[str, dict[str, list[str]]]] = {
             "hooks": ["Summer, don't you fade away", "Golden days of summer", "Stay with me till the summer ends"],
         },
         "loneliness": {
-            "images": ["an empty room", "a single chair", "the silent phone", "the cold side of the bed", "a table set for one"],
+            "images": ["an empty room", "a single chair", "the silent phone", "the cold side of the bed",
+                       "a table set for one"],
             "acts": ["talk to the walls", "wait by the phone", "walk alone at night", "count the empty hours"],
             "feels": ["lonely", "alone", "grey", "quiet"],
             "hooks": ["Nobody's here but me", "Alone again tonight", "Just me and my shadow"],
         },
         "distance": {
-            "images": ["a thousand miles", "the other side of the ocean", "a long-distance call", "the airport gate", "your postcard"],
+            "images": ["a thousand miles", "the other side of the ocean", "a long-distance call", "the airport gate",
+                       "your postcard"],
             "acts": ["miss you every night", "count the miles", "wait for your call", "cross the ocean"],
             "feels": ["far", "distant", "longing", "apart"],
             "hooks": ["So far away from you", "Miles between our hearts", "I'll cross the world for you"],
         },
         "road": {
-            "images": ["the dusty backroad", "a pickup truck", "the gravel highway", "the county line", "the rear-view mirror"],
+            "images": ["the dusty backroad", "a pickup truck", "the gravel highway", "the county line",
+                       "the rear-view mirror"],
             "acts": ["roll the windows down", "drive all night", "follow the white line", "hit the road"],
             "feels": ["dusty", "rambling", "easy", "free"],
             "hooks": ["Down the backroad we go", "Roll on, roll on", "Nothing but the open road"],
         },
         "friendship": {
-            "images": ["my brothers in the band", "an old guitar", "a campfire circle", "a shared bottle", "my oldest friend"],
+            "images": ["my brothers in the band", "an old guitar", "a campfire circle", "a shared bottle",
+                       "my oldest friend"],
             "acts": ["stand by you", "sing along together", "raise a glass", "have your back"],
             "feels": ["loyal", "true", "together", "close"],
             "hooks": ["Friends until the end", "I'll always have your back", "Together we will stand"],
         },
         "adventure": {
-            "images": ["the pixel mountains", "a treasure map", "the final level", "a rocket ship", "the unknown island"],
+            "images": ["the pixel mountains", "a treasure map", "the final level", "a rocket ship",
+                       "the unknown island"],
             "acts": ["jump into the sky", "explore the map", "race against the clock", "level up again"],
             "feels": ["daring", "fearless", "fast", "bold"],
             "hooks": ["Press start and run", "Adventure's calling me", "Jump into the unknown"],
         },
         "sea": {
-            "images": ["the lighthouse", "the crashing waves", "the salty wind", "the harbor lights", "the deep blue sea"],
+            "images": ["the lighthouse", "the crashing waves", "the salty wind", "the harbor lights",
+                       "the deep blue sea"],
             "acts": ["sail across the bay", "swim against the tide", "watch the ships go by", "walk along the shore"],
             "feels": ["salty", "blue", "endless", "deep"],
             "hooks": ["The ocean calls my name", "Ride the waves with me", "Follow the lighthouse home"],
@@ -336,7 +364,8 @@ TEMPLATES: dict[str, list[str]] = {
 }
 
 BRIDGES: dict[str, list[str]] = {
-    "en": ["And if the world stops turning", "I'll still be here", "So let it all fall down", "We'll rise again somehow"],
+    "en": ["And if the world stops turning", "I'll still be here", "So let it all fall down",
+           "We'll rise again somehow"],
     "es": ["Y si el mundo se detiene", "Aquí estaré también", "Que todo se caiga ya", "Volveremos a empezar"],
     "ko": ["세상이 멈춰도", "난 여기 있을게", "Let it go, 다 괜찮아", "우린 다시 시작해"],
 }
@@ -371,7 +400,8 @@ def _fill(template: str, lang: str, vocab: dict[str, list[str]], rng: random.Ran
     line = template
     line = line.replace("{i/ga}", "이" if _has_batchim(image) else "가")
     line = line.replace("{eul/reul}", "을" if _has_batchim(image) else "를")
-    line = line.format(image=image, image2=image2, act=act, feel=feel, Image=_cap(image), Act=_cap(act), Feel=_cap(feel))
+    line = line.format(image=image, image2=image2, act=act, feel=feel,
+                       Image=_cap(image), Act=_cap(act), Feel=_cap(feel))
     if lang == "es":
         line = re.sub(r"\ba el\b", "al", line)
         line = re.sub(r"\bde el\b", "del", line)
@@ -386,7 +416,8 @@ def _vocab(lang: str, themes: tuple[str, ...]) -> dict[str, list[str]]:
         if entry is None:
             entry = GENERIC[lang]
             if lang == "en":  # an unknown theme still gets named in English lyrics
-                entry = {**entry, "images": entry["images"] + [f"the {theme}"], "hooks": entry["hooks"] + [f"We sing of {theme} tonight"]}
+                entry = {**entry, "images": entry["images"] + [f"the {theme}"],
+                         "hooks": entry["hooks"] + [f"We sing of {theme} tonight"]}
         for k in merged:
             merged[k].extend(x for x in entry[k] if x not in merged[k])
     if not themes:

@@ -78,25 +78,30 @@ def _pulse(n: int, duty: float = 0.25) -> tuple[float, ...]:
 STYLES: dict[str, Style] = {
     "pop": Style("pop", pad=_saw(8, 1.3), lead=(1.0, 0.5, 0.3, 0.15, 0.08), bass=(1.0, 0.6, 0.3, 0.15)),
     "rock": Style(
-        "rock", pad=_saw(8, 1.2), lead=_saw(8, 1.1), bass=(1.0, 0.7, 0.4, 0.25, 0.1), drive=1.2, stabs=True, pad_decay=1.2
+        "rock", pad=_saw(8, 1.2), lead=_saw(8, 1.1), bass=(1.0, 0.7, 0.4, 0.25, 0.1), drive=1.2, stabs=True,
+        pad_decay=1.2,
     ),
     "electronic": Style(
         "electronic", pad=_saw(12, 1.0), lead=_pulse(9), bass=_saw(6, 1.0), four_on_floor=True, pad_attack=0.05
     ),
-    "chiptune": Style("chiptune", pad=_pulse(9), lead=_pulse(10), bass=_pulse(6, 0.5), pad_attack=0.005, pad_decay=0.8, stabs=True),
+    "chiptune": Style(
+        "chiptune", pad=_pulse(9), lead=_pulse(10), bass=_pulse(6, 0.5), pad_attack=0.005, pad_decay=0.8, stabs=True
+    ),
     "jazz": Style(
         "jazz", pad=(1.0, 0.4, 0.05, 0.12), lead=(1.0, 0.25, 0.12, 0.05), bass=(1.0, 0.35, 0.1), swing=0.17, drums=0.7,
         pad_decay=0.9, stabs=True,
     ),
     "folk": Style(
-        "folk", pad=_saw(9, 1.5), lead=(1.0, 0.6, 0.35, 0.2, 0.1), bass=(1.0, 0.5, 0.2), pad_attack=0.004, pad_decay=0.7,
-        stabs=True, drums=0.8,
+        "folk", pad=_saw(9, 1.5), lead=(1.0, 0.6, 0.35, 0.2, 0.1), bass=(1.0, 0.5, 0.2), pad_attack=0.004,
+        pad_decay=0.7, stabs=True, drums=0.8,
     ),
     "soft": Style(
         "soft", pad=(1.0, 0.35, 0.15, 0.07), lead=(1.0, 0.45, 0.2, 0.1, 0.05), bass=(1.0, 0.4, 0.15), pad_attack=0.01,
         pad_decay=1.5, drums=0.6, stabs=True,
     ),
-    "hiphop": Style("hiphop", pad=(1.0, 0.45, 0.2, 0.1), lead=(1.0, 0.3, 0.1), bass=(1.0, 0.5, 0.2), swing=0.12, drums=1.2),
+    "hiphop": Style(
+        "hiphop", pad=(1.0, 0.45, 0.2, 0.1), lead=(1.0, 0.3, 0.1), bass=(1.0, 0.5, 0.2), swing=0.12, drums=1.2
+    ),
 }
 
 _GENRE_STYLE = (
@@ -216,7 +221,8 @@ def _drum_kit(sr: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     t = t_of(0.35)
     open_hat = sosfilt(hp, rng.standard_normal(len(t))) * np.exp(-t / 0.09)
     t = t_of(1.6)
-    crash = sosfilt(butter(2, 4000, btype="highpass", fs=sr, output="sos"), rng.standard_normal(len(t))) * np.exp(-t / 0.5)
+    crash = sosfilt(butter(2, 4000, btype="highpass", fs=sr, output="sos"),
+                    rng.standard_normal(len(t))) * np.exp(-t / 0.5)
     kit = {"kick": kick, "snare": snare, "hat": hat, "open_hat": open_hat, "crash": crash}
     return {k: v / np.max(np.abs(v)) for k, v in kit.items()}
 
@@ -335,7 +341,9 @@ class _Melody:
             cands = np.array([_near(pc, self.prev) for pc in pcs])
             keep = (cands >= self.LOW) & (cands <= self.HIGH)
             cands = cands[keep] if np.any(keep) else cands
-            weights = np.exp(-np.abs(cands - self.prev) / 3.0) * np.array([self.weight.get(int(c) % 12, 1.0) for c in cands])
+            weights = np.exp(-np.abs(cands - self.prev) / 3.0) * np.array(
+                [self.weight.get(int(c) % 12, 1.0) for c in cands]
+            )
             note = int(cands[rng.choice(len(cands), p=weights / weights.sum())])
             note += 12 if note < self.LOW else -12 if note > self.HIGH else 0
             mix.tone(t_bar + k * beat, step * beat * 0.92, note, style.lead, 0.33 if k == 0 else 0.26, attack=0.008,
@@ -389,7 +397,8 @@ def synthesize(spec: ClipSpec, duration: float = CLIP_SECONDS, sr: int = 44100) 
         root = (tonic + deg) % 12
         triad = (root, (root + (3 if quality == "min" else 4)) % 12, (root + 7) % 12)
         truth_chords.append(
-            {"start": round(t_bar, 6), "end": round(min(t_bar + bar, duration), 6), "label": chord_label(root, quality, flats)}
+            {"start": round(t_bar, 6), "end": round(min(t_bar + bar, duration), 6),
+             "label": chord_label(root, quality, flats)}
         )
         for k in range(bpb):
             if t_bar + k * beat < duration - 1e-9:

@@ -38,7 +38,8 @@ def _check_file(path: Path) -> None:
         raise VideoDecodeError(f"{path}: empty file")
 
 
-def _pair_motion(work: np.ndarray, t: float, partner: tuple[float, np.ndarray], cuts: list[float]) -> tuple[dict, tuple[float, float, bool] | None]:
+def _pair_motion(work: np.ndarray, t: float, partner: tuple[float, np.ndarray],
+                 cuts: list[float]) -> tuple[dict, tuple[float, float, bool] | None]:
     """The motion fields of a frame (shown from ``t``, ``work`` at analysis size) against its
     partner, and (raw motion, residual, rigid zoom/pan) when the pair lies within one shot."""
     pt, prgb = partner
@@ -51,14 +52,16 @@ def _pair_motion(work: np.ndarray, t: float, partner: tuple[float, np.ndarray], 
     gap = pt - t
     in_shot = not cut_between(cuts, t, pt)
     zoom, pan_x, pan_y, resid = global_motion(a, b, raw, gap) if in_shot else (0.0, 0.0, 0.0, raw)
-    upd = {"motion": round(raw, 3), "motion_in_shot": in_shot, "zoom": round(zoom, 4), "pan_x": round(pan_x, 4), "pan_y": round(pan_y, 4), "residual": round(resid, 3)}
+    upd = {"motion": round(raw, 3), "motion_in_shot": in_shot, "zoom": round(zoom, 4),
+           "pan_x": round(pan_x, 4), "pan_y": round(pan_y, 4), "residual": round(resid, 3)}
     if not in_shot:
         return upd, None
     moved = abs(zoom) * gap > 0.004 or math.hypot(pan_x * gap * a.shape[1], pan_y * gap * a.shape[0]) > 0.3
     return upd, (raw, resid, raw >= RIGID_MIN_MOTION and moved and resid <= 0.35 * raw)
 
 
-def _measure_samples(dec: Decoded, frames_dir: Path, every: float, cuts: list[float]) -> tuple[list[FrameStats], list[tuple[float, float, bool]], int]:
+def _measure_samples(dec: Decoded, frames_dir: Path, every: float,
+                     cuts: list[float]) -> tuple[list[FrameStats], list[tuple[float, float, bool]], int]:
     """Write and measure every sampled frame: (frame stats, within-shot pairs, gradual shot changes)."""
     got = len(dec.samples)
     frames: list[FrameStats] = []
@@ -68,7 +71,8 @@ def _measure_samples(dec: Decoded, frames_dir: Path, every: float, cuts: list[fl
     gradual = 0
     for i in range(got):
         t, rgb = dec.samples[i]  # t: when the shown frame started (clip time)
-        cv2.imwrite(str(frames_dir / f"{i:02d}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        cv2.imwrite(str(frames_dir / f"{i:02d}.jpg"),
+                    cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
         partner = dec.partners.get(i)
         if partner is None and dec.last is not None and i == got - 1 and dec.last[0] > t + 1e-6:
             partner = dec.last
@@ -98,7 +102,8 @@ def _median(values) -> float:
     return float(np.median(values)) if len(values) else 0.0
 
 
-def _summary(dec: Decoded, frames: list[FrameStats], pairs: list[tuple[float, float, bool]], gradual: int, dense: Dense, clip_seconds: float) -> VisualStats:
+def _summary(dec: Decoded, frames: list[FrameStats], pairs: list[tuple[float, float, bool]],
+             gradual: int, dense: Dense, clip_seconds: float) -> VisualStats:
     """The clip's ``VisualStats`` from its measured frames, within-shot pairs and dense measures."""
     pair_motion = [p[0] for p in pairs]
     residuals = [p[1] for p in pairs]

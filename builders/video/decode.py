@@ -27,7 +27,8 @@ THUMB_RATE = 15.0  # at most this many thumbnails per second
 DECODE_DEADLINE_S = 120.0
 MAX_BAD_PACKETS = 25  # damaged packets skipped before decoding gives up
 
-_PLANAR_YUV = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p", "yuvj440p", "yuv411p", "yuv410p"}
+_PLANAR_YUV = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p",
+               "yuvj444p", "yuv440p", "yuvj440p", "yuv411p", "yuv410p"}
 
 
 class VideoDecodeError(ValueError):
@@ -63,7 +64,8 @@ def _thumb(frame, tw: int, th: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def _to_rgb(frame, w: int, h: int) -> np.ndarray:
     """The frame as RGB, resized to w x h (I420 is converted by OpenCV: much faster than swscale)."""
-    if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:  # limited range, as OpenCV assumes
+    # limited range, as OpenCV assumes
+    if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
         fw, fh = frame.width, frame.height
         i420 = np.concatenate([_plane(frame, k).reshape(-1) for k in (0, 1, 2)])
         rgb = cv2.cvtColor(i420.reshape(fh * 3 // 2, fw), cv2.COLOR_YUV2RGB_I420)
@@ -147,7 +149,8 @@ def _seek(container, stream, path: Path, clip_start: float, start_off: float) ->
         raise VideoDecodeError(f"{path}: cannot seek to {clip_start:.2f} s ({type(exc).__name__}: {exc})") from exc
 
 
-def _fill(slots: dict, targets: list[float], nxt: int, due: Callable[[float], bool], shown: Callable[[float], tuple]) -> int:
+def _fill(slots: dict, targets: list[float], nxt: int,
+          due: Callable[[float], bool], shown: Callable[[float], tuple]) -> int:
     """Set ``slots[i] = shown(targets[i])`` for the targets from ``nxt`` on while they are
     ``due``; return the index of the first target left open."""
     while nxt < len(targets) and due(targets[nxt]):
@@ -156,7 +159,8 @@ def _fill(slots: dict, targets: list[float], nxt: int, due: Callable[[float], bo
     return nxt
 
 
-def decode_clip(path: Path, n: int, every: float, clip_start: float, clip_seconds: float, motion_gap: float, max_side: int) -> Decoded:
+def decode_clip(path: Path, n: int, every: float, clip_start: float,
+                clip_seconds: float, motion_gap: float, max_side: int) -> Decoded:
     """The ``n`` sampled frames (every ``every`` s from ``clip_start``), their partners
     ``motion_gap`` s later and the thumbnails of the clip's ``clip_seconds``.
 
@@ -221,7 +225,8 @@ def decode_clip(path: Path, n: int, every: float, clip_start: float, clip_second
                         return t >= target - tol
 
                     def shown(target: float) -> tuple[float, np.ndarray]:
-                        held = last_frame is not None and t > target + tol and (t - target) > (target - (last_frame[1] + clip_start))
+                        held = (last_frame is not None and t > target + tol
+                                and (t - target) > (target - (last_frame[1] + clip_start)))
                         if held not in cache:
                             fr, ft = last_frame if held else (frame, rt)  # type: ignore[misc]
                             cache[held] = (ft, _to_rgb(fr, jw, jh))

@@ -20,7 +20,8 @@ from builders.video.decode import fit
 from builders.video.faces import detect_faces
 from builders.video.records import FrameStats
 
-COLOUR_NAMES = ("black", "white", "gray", "red", "orange", "yellow", "green", "teal", "cyan", "blue", "purple", "pink", "brown")
+COLOUR_NAMES = ("black", "white", "gray", "red", "orange", "yellow",
+                "green", "teal", "cyan", "blue", "purple", "pink", "brown")
 
 ANALYSIS_SIDE = 384  # statistics are measured on frames no larger than this (longest side)
 NOISE_FLOOR = 2.0  # luma levels of per-pixel change ignored as compression noise
@@ -123,7 +124,8 @@ def _letterbox(gray: np.ndarray) -> tuple[int, int]:
 def _layering(gray: np.ndarray) -> float:
     """Share of the picture's variance that lies between rows: high for horizontal bands
     (sky over hills over water, parallax layers), low for texture or vertical structure."""
-    g = cv2.resize(gray, (64, max(4, int(64 * gray.shape[0] / max(1, gray.shape[1])))), interpolation=cv2.INTER_AREA).astype(np.float32)
+    g = cv2.resize(gray, (64, max(4, int(64 * gray.shape[0] / max(1, gray.shape[1])))),
+                   interpolation=cv2.INTER_AREA).astype(np.float32)
     total = float(g.var())
     if total < 25.0:  # an almost uniform picture has no structure to speak of
         return 0.0

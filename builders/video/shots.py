@@ -91,7 +91,8 @@ def _detect_cuts(sdiff: np.ndarray, grid: np.ndarray, z: np.ndarray, uv: np.ndar
             if int((rows[i] >= 2.0 * row_level).sum()) < 4 or int((cols[i] >= 2.0 * col_level).sum()) < 3:
                 continue  # a local change (a caption line, one object), not a new shot
         later = range(i + 1, min(k, i + 1 + back_span))
-        if later and min(float(np.abs(z[j] - z[i - 1]).mean()) + float(np.abs(uv[j] - uv[i - 1]).mean()) / 20.0 for j in later) < 0.6 * d:
+        if later and min(float(np.abs(z[j] - z[i - 1]).mean()) + float(np.abs(uv[j] - uv[i - 1]).mean()) / 20.0
+                         for j in later) < 0.6 * d:
             continue  # the picture came back: a flash, not a cut
         if cuts and i - cuts[-1] < 2:
             continue
@@ -99,7 +100,8 @@ def _detect_cuts(sdiff: np.ndarray, grid: np.ndarray, z: np.ndarray, uv: np.ndar
     return cuts
 
 
-def _structure_change(ys: np.ndarray, z: np.ndarray, ldiff: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _structure_change(ys: np.ndarray, z: np.ndarray,
+                      ldiff: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per consecutive pair: the brightness-normalised change (after compensating a global
     shift where one explains it), the same without compensation, the shift, and whether the
     shift explained the change."""
@@ -120,7 +122,8 @@ def _structure_change(ys: np.ndarray, z: np.ndarray, ldiff: np.ndarray) -> tuple
             continue
         (dx, dy), resp = cv2.phaseCorrelate(ys[i - 1], ys[i], win)
         if resp > 0.1 and abs(dx) < ww / 6 and abs(dy) < hh / 6 and (abs(dx) > 0.05 or abs(dy) > 0.05):
-            moved = cv2.warpAffine(z[i - 1], np.float32([[1, 0, dx], [0, 1, dy]]), (ww, hh), borderMode=cv2.BORDER_REPLICATE)
+            moved = cv2.warpAffine(z[i - 1], np.float32([[1, 0, dx], [0, 1, dy]]),
+                                   (ww, hh), borderMode=cv2.BORDER_REPLICATE)
             comp = float(np.abs(z[i] - moved)[b:-b, b:-b].mean())
             if comp < 0.7 * plain_inner[i]:
                 explained[i] = True
@@ -202,7 +205,8 @@ def dense_measures(dec: Decoded) -> Dense:
     sd = ys.reshape(k, -1).std(1)
     z = (ys - mu[:, None, None]) / (sd[:, None, None] + 8.0)
     chroma = np.zeros(k, np.float32)
-    chroma[1:] = (np.abs(np.diff(us, axis=0)).reshape(k - 1, -1).mean(1) + np.abs(np.diff(vs, axis=0)).reshape(k - 1, -1).mean(1)) / 40.0
+    chroma[1:] = (np.abs(np.diff(us, axis=0)).reshape(k - 1, -1).mean(1)
+                  + np.abs(np.diff(vs, axis=0)).reshape(k - 1, -1).mean(1)) / 40.0
     ldiff = np.zeros(k, np.float32)
     ldiff[1:] = np.abs(np.diff(ys, axis=0)).reshape(k - 1, -1).mean(1)
     plain_all, plain_z, shifts, explained = _structure_change(ys, z, ldiff)

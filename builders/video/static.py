@@ -17,7 +17,8 @@ def static_decision(visual: VisualStats, threshold: float = 1.0) -> tuple[bool, 
     shots = visual.shot_count
     if score >= threshold:
         if visual.zoom_pan:
-            return True, f"kept: slow zoom/pan over still images (within-shot motion {score:.2f} >= {threshold:g}, {shots} shots)"
+            return True, ("kept: slow zoom/pan over still images "
+                          f"(within-shot motion {score:.2f} >= {threshold:g}, {shots} shots)")
         return True, f"kept: moving video (within-shot motion {score:.2f} >= {threshold:g}, {shots} shots)"
     if visual.zoom_pan:
         return True, f"kept: zoom/pan montage detected although within-shot motion {score:.2f} < {threshold:g}"

@@ -53,7 +53,8 @@ Returns:
     coverage, per_type: {claim type: {coverage, precision, checked, right}}, n} or None without rows}.
 Examples:
     >>> metric = evaluate.load("eval/mv_description")
-    >>> metric.compute(predictions=["a singer on a stage"], references=["a singer on a stage"], bertscore=False)["bleu_1"]
+    >>> metric.compute(predictions=["a singer on a stage"], references=["a singer on a stage"],
+    ...                bertscore=False)["bleu_1"]
     100.0
 """
 
@@ -83,7 +84,8 @@ class MvDescription(evaluate.Metric):
         quality=False,
         rows=None,
     ):
-        scorer = BertScorer(bertscore_model, bertscore_layer, device=device, batch_size=batch_size) if bertscore else None
+        scorer = (BertScorer(bertscore_model, bertscore_layer, device=device, batch_size=batch_size)
+                  if bertscore else None)
         result = score_many({"predictions": predictions}, references, bertscore=bertscore, scorer=scorer)["predictions"]
         out = {**result.model_dump(), "settings": metric_settings(scorer.spec if scorer else None)}
         if quality or rows is not None:  # passing the rows is asking for their faithfulness

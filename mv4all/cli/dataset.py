@@ -57,8 +57,10 @@ def _build_config(config, music4all, videos, out, work_dir, llm, workers, test_s
 def build(
     music4all: Optional[Path] = typer.Option(None, "--music4all", help="Music4All root (CSVs, audios/, lyrics/)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Dataset folder to write."),
-    videos: Optional[Path] = typer.Option(None, "--videos", help="Folder of {id}.mp4 music videos (.webm/.mkv/.mov also found) [MUSIC4ALL/videos]."),
-    work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Work folder for resumable stage results [OUT.work]."),
+    videos: Optional[Path] = typer.Option(
+        None, "--videos", help="Folder of {id}.mp4 music videos (.webm/.mkv/.mov also found) [MUSIC4ALL/videos]."),
+    work_dir: Optional[Path] = typer.Option(
+        None, "--work-dir", help="Work folder for resumable stage results [OUT.work]."),
     config: Optional[Path] = typer.Option(None, "--config", help="build.yaml with any of these options."),
     llm: Optional[str] = typer.Option(None, "--llm", help="LLM backend: offline (default), openai, openai-batch."),
     workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1, help="Processes for frames/features."),
@@ -68,23 +70,38 @@ def build(
     split_by: Optional[str] = typer.Option(None, "--split-by", help="song (default) or artist (no artist overlap)."),
     static_threshold: Optional[float] = typer.Option(None, "--static-threshold", help="Static filter threshold [1.0]."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N clips (by id)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty --out that is not an mv4all dataset (its other files are kept)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite",
+        help="Write into a non-empty --out that is not an mv4all dataset (its other files are kept)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-    vision_model: Optional[str] = typer.Option(None, "--vision-model", help="openai*: model for frame captions and MV type [gpt-4o-mini]."),
-    text_model: Optional[str] = typer.Option(None, "--text-model", help="openai*: model for the text stages [gpt-4o-mini]."),
-    base_url: Optional[str] = typer.Option(None, "--base-url", help="openai*: an OpenAI-compatible server (vLLM, Ollama, LM Studio)."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="openai*: shared answer cache [~/.cache/mv4all/llm]."),
+    vision_model: Optional[str] = typer.Option(
+        None, "--vision-model", help="openai*: model for frame captions and MV type [gpt-4o-mini]."),
+    text_model: Optional[str] = typer.Option(
+        None, "--text-model", help="openai*: model for the text stages [gpt-4o-mini]."),
+    base_url: Optional[str] = typer.Option(
+        None, "--base-url", help="openai*: an OpenAI-compatible server (vLLM, Ollama, LM Studio)."),
+    cache_dir: Optional[Path] = typer.Option(
+        None, "--cache-dir", help="openai*: shared answer cache [~/.cache/mv4all/llm]."),
     detail: Optional[str] = typer.Option(None, "--detail", help="openai*: image detail, low (default), high or auto."),
-    frames_mode: Optional[str] = typer.Option(None, "--frames-mode", help="openai*: clip (all frames, one request; default), frame (one request per frame) or contact (one contact sheet)."),
+    frames_mode: Optional[str] = typer.Option(
+        None, "--frames-mode",
+        help="openai*: clip (all frames, one request; default), frame (one request per frame) "
+             "or contact (one contact sheet)."),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1, help="openai: requests in flight [4]."),
     rpm: Optional[int] = typer.Option(None, "--rpm", min=1, help="openai: at most this many requests per minute."),
     tpm: Optional[int] = typer.Option(None, "--tpm", min=1, help="openai: at most this many tokens per minute."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="openai*: seconds per HTTP request [120]."),
-    max_retries: Optional[int] = typer.Option(None, "--max-retries", min=0, help="openai*: retries on 429/5xx/timeouts [6]."),
-    max_reasks: Optional[int] = typer.Option(None, "--max-reasks", min=0, help="openai*: re-asks after an invalid answer [2]."),
-    poll_interval: Optional[float] = typer.Option(None, "--poll-interval", help="openai-batch: seconds between status checks [30]."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Price the LLM stages (requests, tokens, $ standard vs batch) and spend nothing."),
-    skip_cpu: bool = typer.Option(False, "--skip-cpu", help="With --dry-run: do not compute missing frames/features (the figure becomes an upper bound)."),
+    max_retries: Optional[int] = typer.Option(
+        None, "--max-retries", min=0, help="openai*: retries on 429/5xx/timeouts [6]."),
+    max_reasks: Optional[int] = typer.Option(
+        None, "--max-reasks", min=0, help="openai*: re-asks after an invalid answer [2]."),
+    poll_interval: Optional[float] = typer.Option(
+        None, "--poll-interval", help="openai-batch: seconds between status checks [30]."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Price the LLM stages (requests, tokens, $ standard vs batch) and spend nothing."),
+    skip_cpu: bool = typer.Option(
+        False, "--skip-cpu",
+        help="With --dry-run: do not compute missing frames/features (the figure becomes an upper bound)."),
 ) -> None:
     """Build the music-to-MV-description dataset (every stage, resumable)."""
     from pydantic import ValidationError
@@ -171,7 +188,8 @@ def print_build_summary(result) -> None:
     console.print(table)
     errors = [f for f in result.failures if f.kind == "error"]
     dropped = [f for f in result.failures if f.kind == "dropped"]
-    console.print(f"dropped by static filter: {len(dropped)}; failed: {len(errors)} (see {result.out / 'failures.jsonl'})")
+    console.print(f"dropped by static filter: {len(dropped)}; failed: {len(errors)} "
+                  f"(see {result.out / 'failures.jsonl'})")
     for f in errors[:10]:
         console.print(f"  [red]{f.id}[/] {f.stage}: {f.reason}")
     if not any(result.rows.get("mv_description", {}).values()):

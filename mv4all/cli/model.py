@@ -17,15 +17,25 @@ from mv4all.cli.common import app, check_writable, console, fail
 @app.command()
 def embed(
     dataset: Path = typer.Option(..., "--dataset", help="Built dataset folder (every id of both configs is embedded)."),
-    audio_root: Path = typer.Option(..., "--audio-root", help="Music4All root: dataset audio paths are relative to it."),
-    encoder: str = typer.Option(..., "--encoder", help="Registry name (imagebind, tiny, ast, clap, whisper) or a saved encoder folder."),
-    encoder_path: Optional[str] = typer.Option(None, "--encoder-path", help="Weights for a registry name: imagebind_huge.pth, a folder or hub id."),
+    audio_root: Path = typer.Option(
+        ..., "--audio-root", help="Music4All root: dataset audio paths are relative to it."),
+    encoder: str = typer.Option(
+        ..., "--encoder", help="Registry name (imagebind, tiny, ast, clap, whisper) or a saved encoder folder."),
+    encoder_path: Optional[str] = typer.Option(
+        None, "--encoder-path", help="Weights for a registry name: imagebind_huge.pth, a folder or hub id."),
     out: Path = typer.Option(..., "--out", "-o", help="Cache folder to write (embeddings.safetensors + index.json)."),
-    tokens_per_audio: str = typer.Option("1", "--tokens-per-audio", help="The model's setting: 1 (3 clips), k (k clips) or N (tile the clip)."),
+    tokens_per_audio: str = typer.Option(
+        "1", "--tokens-per-audio", help="The model's setting: 1 (3 clips), k (k clips) or N (tile the clip)."),
     clip_sampler: str = typer.Option("imagebind", "--clip-sampler", help="imagebind or pytorchvideo-0.1.5."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     workers: int = typer.Option(0, "--workers", "-j", min=0, help="DataLoader workers for decoding + fbank."),
     device: Optional[str] = typer.Option(None, "--device", help="torch device [cuda if available]."),
+    backbone: str = typer.Option(
+        "mv4all", "--backbone",
+        help="mv4all, or an audio LLM (qwen2-audio): --encoder is then its checkpoint (folder or Hub id) "
+             "and its frozen audio tower is cached (hundreds of frames per clip: the size is printed first)."),
+    precision: str = typer.Option("bf16", "--precision", help="Audio-LLM tower precision (the training one)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Audio LLM: print the cache size, build nothing."),
 ) -> None:
     """Run the frozen audio encoder once over the dataset; training then reads the cache."""
     import torch
@@ -35,6 +45,10 @@ def embed(
     from mv4all.model.embedding_cache import build_embedding_cache, dataset_audio
     from mv4all.safety import claim_folder
 
+    if backbone != "mv4all":
+        _embed_audio_lm(dataset, audio_root, encoder, out, backbone=backbone, precision=precision,
+                        batch_size=batch_size, device=device, dry_run=dry_run)
+        return
     try:
         claim_folder(out, "embeddings", legacy=("index.json",))
         clips = MV4AllConfig(audio_encoder="imagebind", tokens_per_audio=tokens_per_audio).clips_per_audio
@@ -57,24 +71,57 @@ def embed(
                   f"{time.perf_counter() - started:.1f} s -> {folder}")
 
 
+def _embed_audio_lm(dataset: Path, audio_root: Path, model: str, out: Path, *, backbone: str, precision: str,
+                    batch_size: int, device: str | None, dry_run: bool) -> None:
+    """The frozen audio tower of an audio LLM over every clip: its size printed before anything loads."""
+    from rich.progress import Progress
+
+    from mv4all.model.audio_lm import build_tower_cache
+    from mv4all.model.embedding_cache import dataset_audio
+    from mv4all.safety import claim_folder
+
+    try:
+        if dry_run:
+            build_tower_cache(model, dataset, audio_root, out, backbone=backbone, precision=precision,
+                              dry_run=True, log=console.print)
+            return
+        claim_folder(out, "embeddings", legacy=("index.json",))
+        total = len(dataset_audio(dataset))
+        with Progress(console=console) as progress:
+            task = progress.add_task(f"{backbone} audio tower", total=total)
+            folder = build_tower_cache(model, dataset, audio_root, out, backbone=backbone, precision=precision,
+                                       batch_size=batch_size, device=device, log=console.print,
+                                       progress=lambda n: progress.advance(task, n))
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        fail(str(exc), 2)
+    console.print(f"wrote {folder}")
+
+
 @app.command()
 def describe(
     audio: Optional[Path] = typer.Argument(None, help="A song (any format PyAV decodes). Not with --dataset."),
     model: str = typer.Option(..., "--model", "-m", help="Run directory (train/sft.py) or Hub model id."),
     genre: list[str] = typer.Option([], "--genre", "-g", help="Genre tag (repeat, or comma-separated): input 2."),
     mv_type: Optional[str] = typer.Option(None, "--mv-type", help="One of the 10 MV types: input 3."),
-    lyrics: Optional[Path] = typer.Option(None, "--lyrics", help="Lyrics text file: summarised by the build's lyrics-understanding step (input 4)."),
-    lyrics_understanding: Optional[str] = typer.Option(None, "--lyrics-understanding", help="Ready-made lyrics understanding text (input 4)."),
+    lyrics: Optional[Path] = typer.Option(
+        None, "--lyrics", help="Lyrics text file: summarised by the build's lyrics-understanding step (input 4)."),
+    lyrics_understanding: Optional[str] = typer.Option(
+        None, "--lyrics-understanding", help="Ready-made lyrics understanding text (input 4)."),
     llm: str = typer.Option("offline", "--llm", help="Backend for --lyrics: offline (default, no network) or openai."),
-    start: Optional[float] = typer.Option(None, "--start", min=0.0, help="Start (s) of the 30 s window of a longer song [centred]."),
-    inputs: Optional[str] = typer.Option(None, "--inputs", help="Input combination, e.g. 1+2+3 or none [the run's training inputs]."),
+    start: Optional[float] = typer.Option(
+        None, "--start", min=0.0, help="Start (s) of the 30 s window of a longer song [centred]."),
+    inputs: Optional[str] = typer.Option(
+        None, "--inputs", help="Input combination, e.g. 1+2+3 or none [the run's training inputs]."),
     as_json: bool = typer.Option(False, "--json", help="Structured output (MVDescription.parse)."),
     dataset: Optional[Path] = typer.Option(None, "--dataset", help="Batch mode: a built dataset folder."),
     split: str = typer.Option("test", "--split", help="Batch mode: the split to describe."),
-    audio_root: Optional[Path] = typer.Option(None, "--audio-root", help="Batch mode: the Music4All folder the dataset's audio paths are relative to."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Batch mode: predictions JSONL (resumable). --whole-song: the MV script JSON."),
+    audio_root: Optional[Path] = typer.Option(
+        None, "--audio-root", help="Batch mode: the Music4All folder the dataset's audio paths are relative to."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Batch mode: predictions JSONL (resumable). --whole-song: the MV script JSON."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Batch mode: first N rows only."),
-    decoding: Optional[str] = typer.Option(None, "--decoding", help="greedy, beam or sample [the run's generation_config.json, else greedy]."),
+    decoding: Optional[str] = typer.Option(
+        None, "--decoding", help="greedy, beam or sample [the run's generation_config.json, else greedy]."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
     num_beams: Optional[int] = typer.Option(None, "--num-beams", min=1),
     temperature: Optional[float] = typer.Option(None, "--temperature", min=0.0),
@@ -83,15 +130,28 @@ def describe(
     repetition_penalty: Optional[float] = typer.Option(None, "--repetition-penalty", min=0.0),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
     seed: Optional[int] = typer.Option(None, "--seed"),
-    save_generation_config: bool = typer.Option(False, "--save-generation-config", help="Store these decoding settings in the run's generation_config.json (the only way describe writes into a run)."),
-    audio_encoder: Optional[str] = typer.Option(None, "--audio-encoder", help="The run's frozen audio encoder weights (e.g. imagebind_huge.pth) [MV4ALL_AUDIO_ENCODER, the user config, then the run's record]."),
-    base_model: Optional[str] = typer.Option(None, "--base-model", help="The run's base LLM, path or Hub id [MV4ALL_BASE_MODEL, the user config, then the run's record]."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, bf16 or fp16 [the precision the run trained in]."),
+    save_generation_config: bool = typer.Option(
+        False, "--save-generation-config",
+        help="Store these decoding settings in the run's generation_config.json (the only way describe writes "
+             "into a run)."),
+    audio_encoder: Optional[str] = typer.Option(
+        None, "--audio-encoder",
+        help="The run's frozen audio encoder weights (e.g. imagebind_huge.pth) [MV4ALL_AUDIO_ENCODER, the user "
+             "config, then the run's record]."),
+    base_model: Optional[str] = typer.Option(
+        None, "--base-model",
+        help="The run's base LLM, path or Hub id [MV4ALL_BASE_MODEL, the user config, then the run's record]."),
+    precision: Optional[str] = typer.Option(
+        None, "--precision", help="fp32, bf16 or fp16 [the precision the run trained in]."),
     device: Optional[str] = typer.Option(None, "--device", help="torch device [cuda if available]."),
-    whole_song: bool = typer.Option(False, "--whole-song", help="Describe the whole song in 30 s windows aligned to its sections and downbeats: an MV script (JSON with -o, Markdown on stdout)."),
-    max_minutes: float = typer.Option(15.0, "--max-minutes", min=0.0, help="--whole-song: refuse songs longer than this (0: no limit)."),
+    whole_song: bool = typer.Option(
+        False, "--whole-song",
+        help="Describe the whole song in 30 s windows aligned to its sections and downbeats: an MV script (JSON "
+             "with -o, Markdown on stdout)."),
+    max_minutes: float = typer.Option(
+        15.0, "--max-minutes", min=0.0, help="--whole-song: refuse songs longer than this (0: no limit)."),
 ) -> None:
-    """Describe a song's music video (Overview + Frame-by-frame Breakdown), a whole song's MV script, or a dataset split."""
+    """Describe a song's music video (Overview + Frame-by-frame Breakdown), a whole song's MV script, or a split."""
     import torch
 
     from mv4all import describe as D
@@ -208,7 +268,8 @@ def describe(
     if window is not None and window.note:
         notes.append(window.note)
     if start is not None and window is not None and window.duration <= window.seconds:
-        notes.append(f"--start ignored: the audio is {window.duration:.1f} s, no longer than the {window.seconds:g} s window")
+        notes.append(f"--start ignored: the audio is {window.duration:.1f} s, "
+                     f"no longer than the {window.seconds:g} s window")
     for note in notes:
         console.print(f"note: {note}", markup=False, soft_wrap=True)
     if as_json:

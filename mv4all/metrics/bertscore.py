@@ -188,7 +188,8 @@ class BertScorer:
         # 5 tokenizers no longer have; the special tokens alone are what it used to return.
         return self._tokenizer.encode("", add_special_tokens=True)
 
-    def encode(self, texts: Sequence[str], progress: Progress | None = None) -> dict[str, tuple["torch.Tensor", "torch.Tensor"]]:
+    def encode(self, texts: Sequence[str],
+               progress: Progress | None = None) -> dict[str, tuple["torch.Tensor", "torch.Tensor"]]:
         """Per distinct text: token embeddings [L, d] at the chosen layer and idf weights [L] (on CPU)."""
         import torch
         from bert_score.utils import bert_encode, padding, sent_encode
@@ -230,7 +231,8 @@ class BertScorer:
             fs.append(f.cpu())
         return torch.cat(ps), torch.cat(rs), torch.cat(fs)
 
-    def score(self, predictions: Sequence[str], references: Sequence[str]) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+    def score(self, predictions: Sequence[str],
+              references: Sequence[str]) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
         """Per-pair (P, R, F1) tensors, equal to ``bert_score.score(predictions, references, ...)``."""
         return self.score_many({"_": (predictions, references)})["_"]
 

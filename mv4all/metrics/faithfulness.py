@@ -106,7 +106,8 @@ def lexicon() -> dict[str, Any]:
         add(lists["modifiers"], "mv_type?", mv_type)
     add(list(data["meter_phrases"]), "meter", "")
     sets = {k: {_words(w) for w in data[k]} for k in ("negators", "self_contained", "tempo_noun_only")}
-    sets.update({k: set(data[k]) for k in ("compound_suffixes", "music_nouns", "tempo_nouns", "visual_nouns", "section_nouns", "video_nouns")})
+    sets.update({k: set(data[k]) for k in ("compound_suffixes", "music_nouns", "tempo_nouns",
+                                           "visual_nouns", "section_nouns", "video_nouns")})
     return {**data, **sets, "phrases": phrases, "longest": max(map(len, phrases)), "firsts": {p[0] for p in phrases}}
 
 

@@ -251,9 +251,9 @@ def check_fits(estimate: MemoryEstimate, refuse: bool = True) -> None:
     print(f"{estimate.summary()}; {where}: {available / GB:.1f} GiB", flush=True)
     if refuse and not estimate.fits(available):
         raise MemoryError(
-            f"this stage needs about {estimate.total / GB:.1f} GiB per device but {where} has {available / GB:.1f} GiB: "
-            "turn on activation_checkpointing, lower max_length or per_device_train_batch_size, or set memory_check: false "
-            "to try anyway")
+            f"this stage needs about {estimate.total / GB:.1f} GiB per device but {where} has "
+            f"{available / GB:.1f} GiB: turn on activation_checkpointing, lower max_length or "
+            "per_device_train_batch_size, or set memory_check: false to try anyway")
 
 
 def estimate_for_config(cfg: dict, target_tokens: dict[str, int], refuse: bool | None = None) -> MemoryEstimate:

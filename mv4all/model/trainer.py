@@ -57,7 +57,8 @@ class MV4AllTrainer(SFTTrainer):
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         if self.stage == 2:
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
-        load_projector(self.accelerator.unwrap_model(model or self.model), Path(resume_from_checkpoint) / PROJECTOR_FILE)
+        load_projector(self.accelerator.unwrap_model(model or self.model),
+                       Path(resume_from_checkpoint) / PROJECTOR_FILE)
 
 
 class MetricsLog(TrainerCallback):

@@ -127,7 +127,8 @@ class OfflineBackend:
 
     def _unified(self, inp: StageInput, choose: Chooser) -> UnifiedMusicCaption:
         self._need(inp, "music_features")
-        caption = write_unified_caption(inp.music_features, inp.track, inp.music_caption, inp.lyrics_understanding, choose)  # type: ignore[arg-type]
+        caption = write_unified_caption(inp.music_features,  # type: ignore[arg-type]
+                                        inp.track, inp.music_caption, inp.lyrics_understanding, choose)
         return UnifiedMusicCaption(caption=caption)
 
     def _mv_description(self, inp: StageInput, choose: Chooser) -> MVDescription:

@@ -63,7 +63,8 @@ def write_music_caption(features: MusicFeatures, track: Track | None, choose: Ch
     )
     middle = [harmony, rhythm, timbre]
     if choose.index("merge", 3) == 0:  # sometimes four sentences instead of five
-        middle = [harmony, f"The rhythm has {m.pulse()} and {m.percussion()}, while the sound is {m.brightness()}, with {m.dynamics()}."]
+        middle = [harmony, (f"The rhythm has {m.pulse()} and {m.percussion()}, "
+                            f"while the sound is {m.brightness()}, with {m.dynamics()}.")]
     orders = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (2, 0, 1), (1, 2, 0))
     order = [i for i in orders[choose.index("order", len(orders))] if i < len(middle)]
     body = [middle[i] for i in order]
@@ -100,8 +101,10 @@ def write_unified_caption(
         choose.pick(
             "u1",
             (
-                f"This {subject} moves at {m.tempo_phrase()} in {m.meter()}, with {bar_part} over the {dur:.0f}-second clip.",
-                f"Pulsing at {m.tempo_phrase()} in {m.meter()}, this {subject} has {bar_part2} of the {dur:.0f}-second excerpt.",
+                (f"This {subject} moves at {m.tempo_phrase()} in {m.meter()}, "
+                 f"with {bar_part} over the {dur:.0f}-second clip."),
+                (f"Pulsing at {m.tempo_phrase()} in {m.meter()}, "
+                 f"this {subject} has {bar_part2} of the {dur:.0f}-second excerpt."),
             ),
         ),
         harmony,
@@ -114,7 +117,8 @@ def write_unified_caption(
         parts.append(f"It comes across as {mood}.")
     if music_caption:  # borrow what the music caption says beyond tempo, harmony and mood
         key_text = (features.key or "").strip().lower()
-        skip = ("bpm", "tempo", "downbeat", "harmon", "chord", "progression", "mood", "comes across", "feels", "groove", "danceab")
+        skip = ("bpm", "tempo", "downbeat", "harmon", "chord", "progression",
+                "mood", "comes across", "feels", "groove", "danceab")
         extra = [
             s for s in split_sentences(music_caption)
             if not any(w in s.lower() for w in skip) and (not key_text or key_text not in s.lower())

@@ -52,7 +52,8 @@ def word_tokens(text: str) -> list[str]:
 
 def _en_forms(token: str) -> set[str]:
     forms = {token, token.replace("'", "")}
-    for suffix, repl in (("ies", "y"), ("es", ""), ("s", ""), ("ing", ""), ("ing", "e"), ("ed", ""), ("ed", "e"), ("'s", "")):
+    for suffix, repl in (("ies", "y"), ("es", ""), ("s", ""), ("ing", ""),
+                         ("ing", "e"), ("ed", ""), ("ed", "e"), ("'s", "")):
         if token.endswith(suffix) and len(token) - len(suffix) >= 3:
             forms.add(token[: -len(suffix)] + repl)
     return forms
@@ -159,7 +160,8 @@ def _perspective(counts: dict[str, int], choose: Chooser) -> str:
     if we > max(i, you) and we >= 2:
         return "sung from a collective 'we' perspective"
     if i and you:
-        return choose.pick("persp", ("told in the first person and addressed to a 'you'", "a first-person voice speaking directly to a 'you'"))
+        return choose.pick("persp", ("told in the first person and addressed to a 'you'",
+                                     "a first-person voice speaking directly to a 'you'"))
     if i:
         return "told in an introspective first-person voice"
     if you:
@@ -269,17 +271,21 @@ def write_lyrics_understanding(lyrics: str, track: Track | None, choose: Chooser
     else:
         out.append(f"The lyrics do not settle on one clear theme; they are {persp}.")
     mood = _mood(tokens, themes)
-    out.append(choose.pick("lu2", (f"The emotional tone is {mood}.", f"Their mood reads as {mood}.", f"The feeling is {mood}.")))
+    out.append(choose.pick("lu2", (f"The emotional tone is {mood}.",
+                                   f"Their mood reads as {mood}.", f"The feeling is {mood}.")))
     if images:
-        out.append(choose.pick("lu3", (f"Recurring imagery includes {join_list(images)}.", f"The words paint pictures of {join_list(images)}.")))
+        out.append(choose.pick("lu3", (f"Recurring imagery includes {join_list(images)}.",
+                                       f"The words paint pictures of {join_list(images)}.")))
     if n_repeated:
         times = {2: "twice"}.get(top, f"{NUMBER_WORDS.get(top, str(top))} times")
         hook = f"a hook line that recurs {times}"
         if key:
             hook += f", built around the word '{key}',"
-        out.append(f"Structurally, {hook} anchors a repeated chorus across {counted(len(content), 'line')} in {counted(stanzas, 'stanza')}.")
+        out.append(f"Structurally, {hook} anchors a repeated chorus across "
+                   f"{counted(len(content), 'line')} in {counted(stanzas, 'stanza')}.")
     else:
-        out.append(f"There is no repeated chorus: {counted(len(content), 'line')} in {counted(stanzas, 'stanza')} unfold like a continuous monologue.")
+        out.append(f"There is no repeated chorus: {counted(len(content), 'line')} in {counted(stanzas, 'stanza')} "
+                   "unfold like a continuous monologue.")
     if lang == "ko" and mixed:
         out.append("The lyrics are mostly in Korean, with English phrases woven into the hooks.")
     elif lang:

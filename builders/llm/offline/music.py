@@ -32,10 +32,13 @@ class MusicFacts:
         self.bpb = max(int(features.beats_per_bar or 0), 0)
         self.beat_len = 60.0 / self.tempo if self.tempo > 0 else None
         self.bar_len = self.beat_len * self.bpb if self.beat_len and self.bpb else None
-        self.energy = to_float(features.energy) if features.energy is not None else to_float(track.energy if track else None)
-        self.valence = to_float(features.valence) if features.valence is not None else to_float(track.valence if track else None)
+        self.energy = (to_float(features.energy) if features.energy is not None
+                       else to_float(track.energy if track else None))
+        self.valence = (to_float(features.valence) if features.valence is not None
+                        else to_float(track.valence if track else None))
         self.danceability = (
-            to_float(features.danceability) if features.danceability is not None else to_float(track.danceability if track else None)
+            to_float(features.danceability) if features.danceability is not None
+            else to_float(track.danceability if track else None)
         )
         self.key = parse_key(features.key)
         self._chords()
@@ -296,9 +299,11 @@ class MusicFacts:
         e = self.energy if self.energy is not None else 0.5
         v = self.valence if self.valence is not None else 0.5
         if e >= 0.6:
-            return "euphoric and celebratory" if v >= 0.6 else ("aggressive and tense" if v < 0.4 else "driving and urgent")
+            return ("euphoric and celebratory" if v >= 0.6
+                    else ("aggressive and tense" if v < 0.4 else "driving and urgent"))
         if e < 0.4:
-            return "warm and serene" if v >= 0.6 else ("melancholic and introspective" if v < 0.4 else "calm and reflective")
+            return ("warm and serene" if v >= 0.6
+                    else ("melancholic and introspective" if v < 0.4 else "calm and reflective"))
         return "upbeat and playful" if v >= 0.6 else ("brooding and moody" if v < 0.4 else "bittersweet and grounded")
 
     def numbers(self) -> str:

@@ -263,7 +263,8 @@ def write_mv_description(inp: StageInput, choose: Chooser) -> MVDescription:
     if themes:
         sentences.append(f"Visual motifs echo the lyrics' themes of {join_list(themes)}.")
     elif instrumental:
-        sentences.append(f"With no lyrics, the imagery follows the music's {m.valence_word().replace(' and ', ', ')} mood.")
+        sentences.append("With no lyrics, the imagery follows the music's "
+                         f"{m.valence_word().replace(' and ', ', ')} mood.")
     overview = clean_line(" ".join(sentences))
 
     # ---------------------------------------------------------------- beats (10-25 words each)

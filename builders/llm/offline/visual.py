@@ -93,13 +93,15 @@ def _content_words(f: FrameStats, visual: VisualStats, i: int) -> list[str]:
     elif f.faces > 1:
         out.append(f"{f.faces} faces in view")
     if f.text_overlay:
-        out.append(_pick(["a line of on-screen text overlaid", "lyric-style text across the picture", "captioned text over the image"], i))
+        out.append(_pick(["a line of on-screen text overlaid", "lyric-style text across the picture",
+                          "captioned text over the image"], i))
     if f.flat_colour >= 0.35:
         out.append(_pick(["flat, cartoon-like colour fields", "bold flat colours like an animation cel"], i))
     elif f.colourfulness >= 95 and f.edge_density < 0.05:
         out.append(_pick(["smooth, intensely colourful patterns", "swirling saturated colour"], i))
     if f.layering >= 0.55 and not f.text_overlay and not f.faces:
-        out.append(_pick(["horizontal bands like a horizon", "layered like sky over land", "a layered, horizon-like composition"], i))
+        out.append(_pick(["horizontal bands like a horizon", "layered like sky over land",
+                          "a layered, horizon-like composition"], i))
     if f.edge_density >= 0.12:
         out.append("a busy, detailed composition")
     elif f.edge_density <= 0.015 and not out:
@@ -160,7 +162,8 @@ def _motion_words(f: FrameStats, visual: VisualStats, i: int) -> str:
     if visual.shake >= 0.6 and m >= 0.3:
         words += ", handheld shake"
     elif cam:
-        words += ", " + " and ".join(c.replace("the camera ", "camera ") if c.startswith("the camera") else "camera " + c for c in cam)
+        words += ", " + " and ".join(c.replace("the camera ", "camera ") if c.startswith("the camera")
+                                     else "camera " + c for c in cam)
     return words
 
 
@@ -245,7 +248,8 @@ def explain_mv_type(
     n = max(1, len(fr))
     text = visual.text_share if visual.text_share or not fr else _frac(fr, lambda f: f.text_overlay)
     face = visual.face_share if visual.face_share or not fr else _frac(fr, lambda f: f.faces > 0)
-    cpm = visual.cuts_per_minute if visual.cuts_per_minute else (visual.shot_count - 1) * 60.0 / max(1.0, visual.duration or FRAME_STEP_SECONDS * n)
+    cpm = (visual.cuts_per_minute if visual.cuts_per_minute
+           else (visual.shot_count - 1) * 60.0 / max(1.0, visual.duration or FRAME_STEP_SECONDS * n))
     motion = visual.static_score
     bright = visual.brightness or (sum(f.brightness for f in fr) / n if fr else 128.0)
     sat = visual.saturation or (sum(f.saturation for f in fr) / n if fr else 0.3)
@@ -264,7 +268,8 @@ def explain_mv_type(
     if motion < 1.0:  # a motionless clip is pictures, whatever is written or drawn on them
         s, why = 1.05, [f"almost no within-shot motion ({motion:.2f})"]
     elif visual.zoom_pan:
-        s, why = 0.8 + 0.15 * visual.zoom_pan_share, [f"slow zoom/pan over still pictures ({visual.zoom_pan_share:.0%} of moving shots)"]
+        s, why = (0.8 + 0.15 * visual.zoom_pan_share,
+                  [f"slow zoom/pan over still pictures ({visual.zoom_pan_share:.0%} of moving shots)"])
     elif visual.zoom_pan_share >= 0.4:
         s, why = 0.3 + 0.4 * visual.zoom_pan_share, [f"part zoom/pan over stills ({visual.zoom_pan_share:.0%})"]
     add("Static/Dynamic Picture Montage", s, why)
@@ -393,7 +398,8 @@ def explain_mv_type(
     return ranked
 
 
-def classify_mv_type(visual: VisualStats, captions: FrameCaptions | list[FrameCaption] | None = None, track: Track | None = None) -> str:
+def classify_mv_type(visual: VisualStats, captions: FrameCaptions | list[FrameCaption] | None = None,
+                     track: Track | None = None) -> str:
     """The MV type (one of ``MV_TYPES``) with the strongest visual evidence.
 
     ``captions`` (a ``FrameCaptions`` or a list of ``FrameCaption``) are accepted for the

@@ -94,7 +94,8 @@ class _Ctx:
         h = h or self.h
         w = w or self.w
         ramp = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None, None]
-        col = np.asarray(top, np.float32)[None, None, :] * (1 - ramp) + np.asarray(bottom, np.float32)[None, None, :] * ramp
+        col = (np.asarray(top, np.float32)[None, None, :] * (1 - ramp)
+               + np.asarray(bottom, np.float32)[None, None, :] * ramp)
         return np.repeat(col, w, axis=1)
 
 
@@ -115,7 +116,8 @@ class _Plan:
     notes: dict = field(default_factory=dict)
 
 
-def _segments(rng: np.random.Generator, duration: float, lo: float, hi: float, snap: float | None = None) -> list[tuple[float, float]]:
+def _segments(rng: np.random.Generator, duration: float, lo: float, hi: float,
+              snap: float | None = None) -> list[tuple[float, float]]:
     """Random shot boundaries with lengths in [lo, hi] (optionally snapped to a beat grid)."""
     out: list[tuple[float, float]] = []
     t = 0.0

@@ -12,26 +12,33 @@ import numpy as np
 from builders.sample.video.canvas import _col, _shade, _u8
 
 
-def _face(img: np.ndarray, cx: int, cy: int, s: int, skin=(205, 160, 130), hair=(40, 30, 25), light: float = 1.0) -> None:
+def _face(img: np.ndarray, cx: int, cy: int, s: int, skin=(205, 160, 130),
+          hair=(40, 30, 25), light: float = 1.0) -> None:
     """A frontal face about ``s`` pixels tall (eyes, brows, nose shadow, mouth, hair)."""
     skin = _shade(skin, light)
     hair = _shade(hair, max(0.6, light))
     w, h = int(s * 0.78), int(s)
     cv2.ellipse(img, (cx, cy - int(s * 0.12)), (int(w * 0.58), int(h * 0.55)), 0, 180, 360, _col(hair), -1, cv2.LINE_AA)
-    cv2.ellipse(img, (cx, cy + int(h * 0.55)), (int(w * 0.22), int(h * 0.25)), 0, 0, 360, _col(_shade(skin, 0.8)), -1, cv2.LINE_AA)
+    cv2.ellipse(img, (cx, cy + int(h * 0.55)), (int(w * 0.22), int(h * 0.25)),
+                0, 0, 360, _col(_shade(skin, 0.8)), -1, cv2.LINE_AA)
     cv2.ellipse(img, (cx, cy), (w // 2, h // 2), 0, 0, 360, _col(skin), -1, cv2.LINE_AA)
     ey, ex = cy - int(h * 0.08), int(w * 0.2)
     dark = _col(_shade(skin, 0.3))
     white = _col(_shade((235, 235, 235), light))
     for sx in (-1, 1):
-        cv2.ellipse(img, (cx + sx * ex, ey - int(h * 0.09)), (int(w * 0.13), max(1, int(h * 0.025))), 0, 0, 360, _col(hair), -1, cv2.LINE_AA)
-        cv2.ellipse(img, (cx + sx * ex, ey), (max(2, int(w * 0.11)), max(1, int(h * 0.05))), 0, 0, 360, white, -1, cv2.LINE_AA)
+        cv2.ellipse(img, (cx + sx * ex, ey - int(h * 0.09)),
+                    (int(w * 0.13), max(1, int(h * 0.025))), 0, 0, 360, _col(hair), -1, cv2.LINE_AA)
+        cv2.ellipse(img, (cx + sx * ex, ey), (max(2, int(w * 0.11)), max(1, int(h * 0.05))),
+                    0, 0, 360, white, -1, cv2.LINE_AA)
         cv2.circle(img, (cx + sx * ex, ey), max(1, int(h * 0.04)), (30, 20, 15), -1, cv2.LINE_AA)
-    cv2.line(img, (cx, ey + int(h * 0.04)), (cx + int(w * 0.03), cy + int(h * 0.12)), dark, max(1, int(s * 0.02)), cv2.LINE_AA)
-    cv2.ellipse(img, (cx, cy + int(h * 0.26)), (max(2, int(w * 0.17)), max(1, int(h * 0.04))), 0, 0, 360, _col(_shade((150, 50, 50), light)), -1, cv2.LINE_AA)
+    cv2.line(img, (cx, ey + int(h * 0.04)), (cx + int(w * 0.03), cy + int(h * 0.12)),
+             dark, max(1, int(s * 0.02)), cv2.LINE_AA)
+    cv2.ellipse(img, (cx, cy + int(h * 0.26)), (max(2, int(w * 0.17)), max(1, int(h * 0.04))),
+                0, 0, 360, _col(_shade((150, 50, 50), light)), -1, cv2.LINE_AA)
 
 
-def _figure(img: np.ndarray, x: float, y: float, s: float, colour, pose: tuple[float, ...] = (0, 0, 0, 0), thick: float = 0.09, head=None) -> None:
+def _figure(img: np.ndarray, x: float, y: float, s: float, colour,
+            pose: tuple[float, ...] = (0, 0, 0, 0), thick: float = 0.09, head=None) -> None:
     """A person silhouette: hip at (x, y), height ~``s`` pixels; pose = arm/leg swing angles."""
     la, ra, ll, rl = pose
     c = _col(colour)
@@ -39,7 +46,8 @@ def _figure(img: np.ndarray, x: float, y: float, s: float, colour, pose: tuple[f
     hip = (int(x), int(y))
     neck = (int(x), int(y - s * 0.42))
     cv2.line(img, hip, neck, c, int(t * 1.6), cv2.LINE_AA)
-    cv2.circle(img, (int(x), int(y - s * 0.55)), max(2, int(s * 0.1)), _col(head if head is not None else colour), -1, cv2.LINE_AA)
+    cv2.circle(img, (int(x), int(y - s * 0.55)), max(2, int(s * 0.1)),
+               _col(head if head is not None else colour), -1, cv2.LINE_AA)
     arm = s * 0.36
     for sign, ang in ((-1, la), (1, ra)):
         a = math.radians(200 if sign < 0 else -20) + ang * sign
@@ -79,7 +87,8 @@ def _paste_layers(frame: np.ndarray, layers: list[tuple[np.ndarray, np.ndarray]]
         np.copyto(frame, strip[:, o : o + w], where=mask[:, o : o + w, None])
 
 
-def _layer_strip(rng: np.random.Generator, heights: np.ndarray, h: int, frame_w: int, colour, texture: float, trees: bool) -> tuple[np.ndarray, np.ndarray]:
+def _layer_strip(rng: np.random.Generator, heights: np.ndarray, h: int, frame_w: int,
+                 colour, texture: float, trees: bool) -> tuple[np.ndarray, np.ndarray]:
     """A textured landscape layer (grass/rock noise, optional tree line) below a ridge line."""
     n = heights.shape[0]
     yy = np.arange(h, dtype=np.float32)[:, None]
@@ -105,7 +114,8 @@ def _layer_strip(rng: np.random.Generator, heights: np.ndarray, h: int, frame_w:
     return np.concatenate([strip, strip[:, :frame_w]], axis=1), np.concatenate([mask, mask[:, :frame_w]], axis=1)
 
 
-def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, colour=(255, 255, 255), thick: int = 2, outline=(10, 10, 10)) -> None:
+def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float,
+          colour=(255, 255, 255), thick: int = 2, outline=(10, 10, 10)) -> None:
     font = cv2.FONT_HERSHEY_DUPLEX
     cv2.putText(img, text, org, font, scale, outline, thick + 3, cv2.LINE_AA)
     cv2.putText(img, text, org, font, scale, _col(colour), thick, cv2.LINE_AA)

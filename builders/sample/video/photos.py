@@ -19,13 +19,15 @@ def _photo(ctx: _Ctx, kind: str, tint, w: int, h: int, rng: np.random.Generator,
     if kind == "sunset":
         sky = ctx.vgrad(_mix(tint, (255, 230, 160), 0.4), _mix(tint, (120, 40, 80), 0.5), h, w)
         img = sky.copy()
-        cv2.circle(img, (int(w * rng.uniform(0.3, 0.7)), int(h * 0.55)), int(h * 0.12), _col(_mix(tint, (255, 240, 200), 0.7)), -1, cv2.LINE_AA)
+        cv2.circle(img, (int(w * rng.uniform(0.3, 0.7)), int(h * 0.55)), int(h * 0.12),
+                   _col(_mix(tint, (255, 240, 200), 0.7)), -1, cv2.LINE_AA)
         sea = (np.arange(h)[:, None] >= int(h * 0.62)) & np.ones((1, w), bool)
         img[sea] = _shade(_mix(tint, (30, 30, 80), 0.5), 0.8)
         for _ in range(40):
             yy = int(h * rng.uniform(0.63, 1.0))
             xx = int(w * rng.uniform(0, 1))
-            cv2.line(img, (xx, yy), (xx + int(w * rng.uniform(0.02, 0.1)), yy), _col(_mix(tint, (255, 230, 180), 0.5)), 1)
+            cv2.line(img, (xx, yy), (xx + int(w * rng.uniform(0.02, 0.1)), yy),
+                     _col(_mix(tint, (255, 230, 180), 0.5)), 1)
     elif kind == "portrait":
         img = ctx.vgrad(_shade(tint, 0.7), _shade(tint, 0.35), h, w)
         fs = int(h * 0.5)
@@ -53,7 +55,8 @@ def _photo(ctx: _Ctx, kind: str, tint, w: int, h: int, rng: np.random.Generator,
             cv2.circle(img, (cx, cy), max(1, r // 3), (250, 220, 90), -1, cv2.LINE_AA)
     elif kind == "room":
         img = ctx.vgrad(_shade(tint, 0.75), _shade(tint, 0.45), h, w)
-        cv2.rectangle(img, (int(w * 0.55), int(h * 0.15)), (int(w * 0.85), int(h * 0.55)), _col(_mix(tint, (230, 235, 240), 0.7)), -1)
+        cv2.rectangle(img, (int(w * 0.55), int(h * 0.15)), (int(w * 0.85), int(h * 0.55)),
+                      _col(_mix(tint, (230, 235, 240), 0.7)), -1)
         cv2.line(img, (int(w * 0.70), int(h * 0.15)), (int(w * 0.70), int(h * 0.55)), _col(_shade(tint, 0.3)), 3)
         cv2.rectangle(img, (0, int(h * 0.75)), (w, h), _col(_shade(tint, 0.3)), -1)
         cv2.rectangle(img, (int(w * 0.1), int(h * 0.5)), (int(w * 0.4), int(h * 0.8)), _col(_shade(tint, 0.5)), -1)
@@ -67,7 +70,8 @@ def _photo(ctx: _Ctx, kind: str, tint, w: int, h: int, rng: np.random.Generator,
         for k in range(keys + 1):
             cv2.line(img, (int(k * kw), top), (int(k * kw), h), (60, 60, 60), 1)
             if k % 7 not in (2, 6):
-                cv2.rectangle(img, (int(k * kw + kw * 0.65), top), (int(k * kw + kw * 1.35), int(top + (h - top) * 0.6)), (20, 20, 20), -1)
+                cv2.rectangle(img, (int(k * kw + kw * 0.65), top),
+                              (int(k * kw + kw * 1.35), int(top + (h - top) * 0.6)), (20, 20, 20), -1)
         for _ in range(7):
             cx = int(w * rng.uniform(0.1, 0.9))
             cv2.rectangle(img, (cx - 3, int(h * 0.3)), (cx + 3, int(h * 0.52)), (235, 230, 215), -1)

@@ -51,7 +51,8 @@ def _faces_seen(frame: np.ndarray) -> int:
 # --------------------------------------------------------------------------- entry point
 
 
-def render_video(spec: ClipSpec, path: Path, duration: float = CLIP_SECONDS, audio_path: Path | None = None, *, fps: int = FPS, size: tuple[int, int] = (WIDTH, HEIGHT)) -> dict:
+def render_video(spec: ClipSpec, path: Path, duration: float = CLIP_SECONDS, audio_path: Path | None = None,
+                 *, fps: int = FPS, size: tuple[int, int] = (WIDTH, HEIGHT)) -> dict:
     """Draw and encode the clip's synthetic MV; return its ground truth.
 
     Truth keys: video_kind, mv_style, palette, has_face (verified by the Haar cascade on
@@ -108,7 +109,8 @@ def render_video(spec: ClipSpec, path: Path, duration: float = CLIP_SECONDS, aud
             audio[0].close()
         container.close()
 
-    verified = [si for si, hits in face_checks.items() if hits and sum(1 for c in hits if c > 0) >= max(1, len(hits) // 2)]
+    verified = [si for si, hits in face_checks.items()
+                if hits and sum(1 for c in hits if c > 0) >= max(1, len(hits) // 2)]
     cut_times = [round(s.start, 3) for s in plan.shots[1:]]
     truth = {
         "video_kind": spec.video_kind,

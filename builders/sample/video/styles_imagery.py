@@ -51,7 +51,8 @@ def _plan_cinematic(ctx: _Ctx, duration: float) -> _Plan:
                 cv2.line(act, (int(x), int(y)), (int(x - 2), int(y + 11)), (120, 130, 150), 1)
             if scene == "street":
                 walk = (0.2 + 0.6 * u) * ctx.w
-                _figure(act, walk, ah * 0.72, ah * 0.5, (8, 8, 12), (0.3 * math.sin(g * 4), 0, 0.4 * math.sin(g * 4), -0.4 * math.sin(g * 4)))
+                _figure(act, walk, ah * 0.72, ah * 0.5, (8, 8, 12),
+                        (0.3 * math.sin(g * 4), 0, 0.4 * math.sin(g * 4), -0.4 * math.sin(g * 4)))
             frame[bar_h : bar_h + ah] = _u8(act)
             return frame
 
@@ -82,7 +83,8 @@ def _plan_nature(ctx: _Ctx, duration: float) -> _Plan:
             if icy and k == 0:
                 hts = hts - np.abs(np.sin(np.arange(n) / n * np.pi * 26)) * ctx.h * 0.08
             shade = (0.95 - 0.25 * k) if icy else (0.85 - 0.22 * k)
-            colour = _mix(_shade(base, shade), (235, 245, 250) if icy and k == 0 else (40, 60, 30), 0.3 if not icy else 0.35 - 0.1 * k)
+            colour = _mix(_shade(base, shade), (235, 245, 250) if icy and k == 0 else (40, 60, 30),
+                          0.3 if not icy else 0.35 - 0.1 * k)
             ridges.append(_layer_strip(rng, hts, ctx.h, ctx.w, colour, 6.0 + 4.0 * k, trees=not (icy and k == 0)))
         water_y = int(ctx.h * (0.78 + 0.05 * rng.random()))
         water = _u8(ctx.vgrad(_mix(sky_bot, base, 0.4), _shade(_mix(sky_top, base, 0.5), 0.6), ctx.h - water_y, ctx.w))
@@ -92,17 +94,20 @@ def _plan_nature(ctx: _Ctx, duration: float) -> _Plan:
         shimmer = [(rng.random(), rng.random(), rng.uniform(0.03, 0.1)) for _ in range(30)]
         birds = [(rng.random(), rng.uniform(0.1, 0.3)) for _ in range(4)]
 
-        def draw(t, g, sky=sky, ridges=ridges, water=water, water_y=water_y, speeds=speeds, clouds=clouds, sun=sun, shimmer=shimmer, birds=birds, dusk=dusk):
+        def draw(t, g, sky=sky, ridges=ridges, water=water, water_y=water_y, speeds=speeds,
+                 clouds=clouds, sun=sun, shimmer=shimmer, birds=birds, dusk=dusk):
             img = sky.copy()
             sc = (255, 200, 140) if dusk else (255, 250, 225)
             cv2.circle(img, (int(sun[0] * ctx.w), int(sun[1] * ctx.h)), int(ctx.h * 0.07), sc, -1, cv2.LINE_AA)
             for cx, cy, r in clouds:
                 x = int(((cx + g * 0.008) % 1.2 - 0.1) * ctx.w)
-                cv2.ellipse(img, (x, int(cy * ctx.h)), (int(r * ctx.w), int(r * ctx.h * 0.6)), 0, 0, 360, (240, 242, 246), -1, cv2.LINE_AA)
+                cv2.ellipse(img, (x, int(cy * ctx.h)), (int(r * ctx.w), int(r * ctx.h * 0.6)),
+                            0, 0, 360, (240, 242, 246), -1, cv2.LINE_AA)
             for bx, by in birds:
                 x = int(((bx + g * 0.02) % 1.0) * ctx.w)
                 y = int(by * ctx.h + 3 * math.sin(g * 3 + bx * 9))
-                cv2.polylines(img, [np.array([[x - 4, y - 2], [x, y + 1], [x + 4, y - 2]], np.int32)], False, (30, 30, 40), 1, cv2.LINE_AA)
+                cv2.polylines(img, [np.array([[x - 4, y - 2], [x, y + 1], [x + 4, y - 2]], np.int32)],
+                              False, (30, 30, 40), 1, cv2.LINE_AA)
             _paste_layers(img, ridges, [int(g * s) for s in speeds])
             img[water_y:] = water
             for sx, sy, ln in shimmer:
@@ -146,7 +151,8 @@ def _plan_animation(ctx: _Ctx, duration: float) -> _Plan:
             img[:horizon] = _col(bg)
             img[horizon:] = _col(ground)
             if sun:
-                cv2.circle(img, (int(ctx.w * 0.85), int(ctx.h * 0.18)), int(ctx.h * 0.1), (255, 230, 40), -1, cv2.LINE_AA)
+                cv2.circle(img, (int(ctx.w * 0.85), int(ctx.h * 0.18)),
+                           int(ctx.h * 0.1), (255, 230, 40), -1, cv2.LINE_AA)
                 cv2.circle(img, (int(ctx.w * 0.85), int(ctx.h * 0.18)), int(ctx.h * 0.1), (20, 20, 20), 2, cv2.LINE_AA)
             for s in shapes:
                 r = s["r"] * ctx.h
@@ -157,10 +163,14 @@ def _plan_animation(ctx: _Ctx, duration: float) -> _Plan:
                 squash = 1.0 + (0.25 if height < 0.12 else 0.0)
                 ang = s["spin"] * g
                 if s["kind"] == "circle":
-                    cv2.ellipse(img, (int(x), int(y + r * (squash - 1))), (int(r * squash), int(r / squash)), 0, 0, 360, s["col"], -1, cv2.LINE_AA)
-                    cv2.ellipse(img, (int(x), int(y + r * (squash - 1))), (int(r * squash), int(r / squash)), 0, 0, 360, (20, 20, 20), 2, cv2.LINE_AA)
-                    cv2.circle(img, (int(x - r * 0.3), int(y - r * 0.2)), max(2, int(r * 0.15)), (255, 255, 255), -1, cv2.LINE_AA)
-                    cv2.circle(img, (int(x + r * 0.3), int(y - r * 0.2)), max(2, int(r * 0.15)), (255, 255, 255), -1, cv2.LINE_AA)
+                    cv2.ellipse(img, (int(x), int(y + r * (squash - 1))),
+                                (int(r * squash), int(r / squash)), 0, 0, 360, s["col"], -1, cv2.LINE_AA)
+                    cv2.ellipse(img, (int(x), int(y + r * (squash - 1))),
+                                (int(r * squash), int(r / squash)), 0, 0, 360, (20, 20, 20), 2, cv2.LINE_AA)
+                    cv2.circle(img, (int(x - r * 0.3), int(y - r * 0.2)),
+                               max(2, int(r * 0.15)), (255, 255, 255), -1, cv2.LINE_AA)
+                    cv2.circle(img, (int(x + r * 0.3), int(y - r * 0.2)),
+                               max(2, int(r * 0.15)), (255, 255, 255), -1, cv2.LINE_AA)
                     continue
                 n = {"square": 4, "star": 10, "triangle": 3}[s["kind"]]
                 pts = []
@@ -195,7 +205,8 @@ def _plan_abstract(ctx: _Ctx, duration: float) -> _Plan:
 
         def draw(t, g, mode=mode, c=c, k1=k1, k2=k2):
             if mode == "plasma":
-                v = np.sin(x * k1 + g * 1.3) + np.sin(y * k2 - g * 0.9) + np.sin((x + y) * 3.0 + g) + np.sin(r * 8 - g * 2)
+                v = (np.sin(x * k1 + g * 1.3) + np.sin(y * k2 - g * 0.9)
+                     + np.sin((x + y) * 3.0 + g) + np.sin(r * 8 - g * 2))
             elif mode == "spiral":
                 v = np.sin(th * 3 + r * k1 * 3 - g * 2.5) * 2 + np.sin(r * 10 - g * 1.5)
             elif mode == "kaleido":
@@ -231,19 +242,23 @@ def _plan_story(ctx: _Ctx, duration: float) -> _Plan:
         def draw(t, g, scene=scene, length=length, look=look, z0=z0, z1=z1, cx0=cx0, cx1=cx1):
             u = t / length
             if scene in ("street", "bus"):
-                img = _warp(street, ctx.w, ctx.h, 1.6, 0.3 + 0.4 * u, 0.5).astype(np.float32) if scene == "street" else street[:, : ctx.w].astype(np.float32)
+                img = (_warp(street, ctx.w, ctx.h, 1.6, 0.3 + 0.4 * u, 0.5).astype(np.float32) if scene == "street"
+                       else street[:, : ctx.w].astype(np.float32))
                 if scene == "street":
                     x = ctx.w * (0.1 + 0.8 * u)
                     sw = math.sin(g * 6)
-                    _figure(img, x, ctx.h * 0.7, ctx.h * 0.5, (30, 25, 20), (0.4 * sw, -0.4 * sw, 0.5 * sw, -0.5 * sw), head=(200, 160, 130))
+                    _figure(img, x, ctx.h * 0.7, ctx.h * 0.5, (30, 25, 20),
+                            (0.4 * sw, -0.4 * sw, 0.5 * sw, -0.5 * sw), head=(200, 160, 130))
                 else:
                     bx = int(ctx.w * (1.2 - 1.6 * u))
-                    cv2.rectangle(img, (bx, int(ctx.h * 0.45)), (bx + int(ctx.w * 0.5), int(ctx.h * 0.9)), _col(base), -1)
+                    cv2.rectangle(img, (bx, int(ctx.h * 0.45)),
+                                  (bx + int(ctx.w * 0.5), int(ctx.h * 0.9)), _col(base), -1)
                     for wx in range(bx + 8, bx + int(ctx.w * 0.5) - 10, 22):
                         cv2.rectangle(img, (wx, int(ctx.h * 0.5)), (wx + 16, int(ctx.h * 0.65)), (220, 235, 240), -1)
             elif scene == "face":
                 img = ctx.vgrad(_shade(warm, 0.9), _shade(warm, 0.5)).copy()
-                cv2.rectangle(img, (int(ctx.w * 0.05), int(ctx.h * 0.1)), (int(ctx.w * 0.3), int(ctx.h * 0.6)), _col(_shade(warm, 1.15)), -1)
+                cv2.rectangle(img, (int(ctx.w * 0.05), int(ctx.h * 0.1)),
+                              (int(ctx.w * 0.3), int(ctx.h * 0.6)), _col(_shade(warm, 1.15)), -1)
                 s = int(ctx.h * (0.5 + 0.06 * u))
                 _figure(img, ctx.w * 0.5, ctx.h * 1.5, ctx.h * 1.6, _shade(base, 0.5), thick=0.18)
                 _face(img, int(ctx.w * (0.5 + 0.03 * look * math.sin(g))), int(ctx.h * 0.45), s)

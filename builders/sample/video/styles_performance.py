@@ -33,7 +33,8 @@ _LYRICS = {
         "te busco en la {n}",
     ],
 }
-_NOUNS = {"en": ["night", "rain", "city", "summer", "fire", "ocean", "sky", "dark"], "es": ["noche", "luna", "playa", "faro"]}
+_NOUNS = {"en": ["night", "rain", "city", "summer", "fire", "ocean", "sky", "dark"],
+          "es": ["noche", "luna", "playa", "faro"]}
 _ADJS = ["wild", "young", "golden", "lonely", "electric", "broken", "neon"]
 
 
@@ -51,7 +52,8 @@ def _plan_lyric(ctx: _Ctx, duration: float) -> _Plan:
     small_h, small_w = ctx.h // 4, ctx.w // 4
     sy, sx = np.mgrid[0:small_h, 0:small_w].astype(np.float32)
     sy, sx = sy / small_h, sx / small_w
-    bokeh = [(rng.random(), rng.random(), rng.uniform(0.03, 0.08), rng.uniform(-0.02, 0.02), rng.uniform(-0.015, 0.0)) for _ in range(9)]
+    bokeh = [(rng.random(), rng.random(), rng.uniform(0.03, 0.08), rng.uniform(-0.02, 0.02), rng.uniform(-0.015, 0.0))
+             for _ in range(9)]
     line_len = float(rng.uniform(2.3, 3.0))
     segs = _segments(rng, duration, 7.0, 12.0)
     shots = []
@@ -69,7 +71,8 @@ def _plan_lyric(ctx: _Ctx, duration: float) -> _Plan:
             for bx, by, br, vx, vy in bokeh:
                 x = ((bx + vx * g) % 1.0) * ctx.w
                 y = ((by + vy * g) % 1.0) * ctx.h
-                cv2.circle(over, (int(x), int(y)), int(br * ctx.w), _col(_mix(c1, (255, 255, 255), 0.6)), -1, cv2.LINE_AA)
+                cv2.circle(over, (int(x), int(y)), int(br * ctx.w),
+                           _col(_mix(c1, (255, 255, 255), 0.6)), -1, cv2.LINE_AA)
             img = cv2.addWeighted(img, 0.7, over, 0.3, 0)
             # lyric lines: the current one slides in, the next one waits below, dimmer
             k = int(g / line_len)
@@ -138,24 +141,29 @@ def _plan_live(ctx: _Ctx, duration: float) -> _Plan:
                 cv2.rectangle(img, (0, int(ctx.h * 0.72)), (ctx.w, ctx.h), (18, 14, 14), -1)
                 for i, px in enumerate((0.22, 0.42, 0.62, 0.8)):
                     bob = math.sin(2 * math.pi * g / beat + i) * ctx.h * 0.01
-                    _figure(img, ctx.w * px, ctx.h * 0.6 + bob, ctx.h * 0.42 * zoom, (4, 4, 6), (0.3 * math.sin(g * 3 + i), 0.4, 0.2, -0.2))
-                cv2.rectangle(img, (int(ctx.w * 0.45), int(ctx.h * 0.55)), (int(ctx.w * 0.58), int(ctx.h * 0.72)), (10, 10, 12), -1)
+                    _figure(img, ctx.w * px, ctx.h * 0.6 + bob, ctx.h * 0.42 * zoom,
+                            (4, 4, 6), (0.3 * math.sin(g * 3 + i), 0.4, 0.2, -0.2))
+                cv2.rectangle(img, (int(ctx.w * 0.45), int(ctx.h * 0.55)),
+                              (int(ctx.w * 0.58), int(ctx.h * 0.72)), (10, 10, 12), -1)
             elif setup in ("singer", "guitar"):
                 halo = _col(_shade(col, 0.5 + 0.5 * env))
                 cv2.circle(img, (int(ctx.w * 0.5), int(ctx.h * 0.35)), int(ctx.h * 0.45), halo, -1, cv2.LINE_AA)
                 img[:] = cv2.GaussianBlur(img, (0, 0), 9)
                 sway = math.sin(2 * math.pi * g / (beat * 2)) * ctx.w * 0.02
-                _figure(img, ctx.w * 0.5 + sway, ctx.h * 0.95, ctx.h * 1.3 * zoom, (5, 5, 7), (0.6 if setup == "singer" else 0.1, 0.2, 0, 0), thick=0.12)
+                _figure(img, ctx.w * 0.5 + sway, ctx.h * 0.95, ctx.h * 1.3 * zoom, (5, 5, 7),
+                        (0.6 if setup == "singer" else 0.1, 0.2, 0, 0), thick=0.12)
                 if setup == "singer":
                     cv2.line(img, (int(ctx.w * 0.56), ctx.h), (int(ctx.w * 0.53), int(ctx.h * 0.3)), (3, 3, 3), 3)
                 else:
-                    cv2.ellipse(img, (int(ctx.w * 0.48 + sway), int(ctx.h * 0.8)), (int(ctx.w * 0.12), int(ctx.h * 0.07)), -20, 0, 360, (4, 4, 4), -1)
+                    cv2.ellipse(img, (int(ctx.w * 0.48 + sway), int(ctx.h * 0.8)),
+                                (int(ctx.w * 0.12), int(ctx.h * 0.07)), -20, 0, 360, (4, 4, 4), -1)
             elif setup == "crowd":
                 img += np.float32(_shade(col, 0.4 + 0.6 * env))[None, None, :] * (1 - yy_px / ctx.h)[..., None] * 0.6
             else:  # rig: a row of lamps flashing
                 for i in range(6):
                     on = 0.3 + 0.7 * (env if i % 2 == int(g / beat) % 2 else 0.2)
-                    cv2.circle(img, (int(ctx.w * (i + 0.5) / 6), int(ctx.h * 0.4)), int(ctx.h * 0.1), _col(_shade(col, on)), -1, cv2.LINE_AA)
+                    cv2.circle(img, (int(ctx.w * (i + 0.5) / 6), int(ctx.h * 0.4)),
+                               int(ctx.h * 0.1), _col(_shade(col, on)), -1, cv2.LINE_AA)
                 cv2.rectangle(img, (0, int(ctx.h * 0.25)), (ctx.w, int(ctx.h * 0.28)), (40, 40, 40), -1)
                 img[:] = cv2.GaussianBlur(img, (0, 0), 2)
             if setup in ("wide", "crowd"):
@@ -184,10 +192,12 @@ def _plan_dance(ctx: _Ctx, duration: float) -> _Plan:
     bg[int(big_h * 0.66):] = floor
     for i in range(12):  # LED panels on the wall, a truss above
         x = int(big_w * (i + 0.5) / 12)
-        cv2.rectangle(bg, (x - 9, int(big_h * 0.12)), (x + 9, int(big_h * 0.5)), _col(_mix(base, (255, 255, 255), 0.5)), -1)
+        cv2.rectangle(bg, (x - 9, int(big_h * 0.12)), (x + 9, int(big_h * 0.5)),
+                      _col(_mix(base, (255, 255, 255), 0.5)), -1)
     cv2.rectangle(bg, (0, int(big_h * 0.04)), (big_w, int(big_h * 0.08)), (40, 40, 45), -1)
     for i in range(0, big_w, 24):  # floor boards
-        cv2.line(bg, (i, int(big_h * 0.66)), (int(big_w / 2 + (i - big_w / 2) * 1.8), big_h), _col(_shade(floor, 1.4)), 1)
+        cv2.line(bg, (i, int(big_h * 0.66)), (int(big_w / 2 + (i - big_w / 2) * 1.8), big_h),
+                 _col(_shade(floor, 1.4)), 1)
     bg = _u8(bg)
     shots = []
     for si, (a, b) in enumerate(segs):
@@ -211,7 +221,8 @@ def _plan_dance(ctx: _Ctx, duration: float) -> _Plan:
                 hip_y = ctx.h * 0.62 + size * 0.15 - bounce
                 if framing == "close":
                     hip_y = ctx.h * 0.95 - bounce
-                pose = (1.2 * math.sin(ph / 2), 1.2 * math.sin(ph / 2 + math.pi), 0.5 * math.sin(ph / 2), -0.5 * math.sin(ph / 2))
+                pose = (1.2 * math.sin(ph / 2), 1.2 * math.sin(ph / 2 + math.pi),
+                        0.5 * math.sin(ph / 2), -0.5 * math.sin(ph / 2))
                 _figure(img, x, hip_y, size, outfit[i % len(outfit)], pose, thick=0.1, head=(60, 45, 40))
             return _u8(img)
 
@@ -227,7 +238,8 @@ def _plan_bts(ctx: _Ctx, duration: float) -> _Plan:
     grain = [rng.normal(0, 7, (ctx.h, ctx.w, 1)).astype(np.float32) for _ in range(4)]
     shots = []
     for si, (a, b) in enumerate(segs):
-        scene = ("studio", "control room", "hallway")[si % 3] if si < 3 else str(rng.choice(["studio", "control room", "hallway"]))
+        scene = (("studio", "control room", "hallway")[si % 3] if si < 3
+                 else str(rng.choice(["studio", "control room", "hallway"])))
         wall = _mix(base, (150, 140, 130), 0.5) * float(rng.uniform(0.75, 1.2))
         studio = ctx.vgrad(_shade(wall, 1.1), _shade(wall, 0.6), big_h, big_w).copy()
         if scene == "studio":
@@ -239,19 +251,25 @@ def _plan_bts(ctx: _Ctx, duration: float) -> _Plan:
             cv2.circle(studio, (int(big_w * 0.8), int(big_h * 0.62)), int(big_h * 0.08), (30, 30, 30), -1)  # a drum
         elif scene == "control room":
             cv2.rectangle(studio, (0, int(big_h * 0.55)), (big_w, big_h), _col(_shade(wall, 0.35)), -1)
-            cv2.rectangle(studio, (int(big_w * 0.15), int(big_h * 0.5)), (int(big_w * 0.85), int(big_h * 0.72)), (50, 48, 46), -1)  # desk
+            cv2.rectangle(studio, (int(big_w * 0.15), int(big_h * 0.5)),
+                          (int(big_w * 0.85), int(big_h * 0.72)), (50, 48, 46), -1)  # desk
             for k in range(24):  # faders
                 kx = int(big_w * (0.18 + 0.027 * k))
                 cv2.line(studio, (kx, int(big_h * 0.53)), (kx, int(big_h * 0.62)), (170, 170, 170), 1)
             for k in range(3):  # screens
                 x = int(big_w * (0.22 + 0.22 * k))
-                cv2.rectangle(studio, (x, int(big_h * 0.2)), (x + int(big_w * 0.16), int(big_h * 0.42)), (200, 205, 210), -1)
+                cv2.rectangle(studio, (x, int(big_h * 0.2)),
+                              (x + int(big_w * 0.16), int(big_h * 0.42)), (200, 205, 210), -1)
         else:
             cx = big_w // 2
             for f in (0.0, 0.15, 0.3):  # corridor perspective
-                cv2.rectangle(studio, (int(cx - big_w * (0.5 - f)), int(big_h * (0.05 + f * 0.6))), (int(cx + big_w * (0.5 - f)), int(big_h * (0.95 - f * 0.5))), _col(_shade(wall, 0.5 + f)), 2)
-            cv2.rectangle(studio, (int(cx - big_w * 0.1), int(big_h * 0.3)), (int(cx + big_w * 0.1), int(big_h * 0.7)), (235, 230, 220), -1)
-        people = [(float(rng.uniform(0.15, 0.75)), float(rng.uniform(-0.03, 0.03)), float(rng.random())) for _ in range(int(rng.integers(1, 4)))]
+                cv2.rectangle(studio, (int(cx - big_w * (0.5 - f)), int(big_h * (0.05 + f * 0.6))),
+                              (int(cx + big_w * (0.5 - f)), int(big_h * (0.95 - f * 0.5))),
+                              _col(_shade(wall, 0.5 + f)), 2)
+            cv2.rectangle(studio, (int(cx - big_w * 0.1), int(big_h * 0.3)),
+                          (int(cx + big_w * 0.1), int(big_h * 0.7)), (235, 230, 220), -1)
+        people = [(float(rng.uniform(0.15, 0.75)), float(rng.uniform(-0.03, 0.03)), float(rng.random()))
+                  for _ in range(int(rng.integers(1, 4)))]
         steps = int((b - a) * ctx.fps) + 2
         walk = np.zeros((steps, 2), np.float32)
         kicks = rng.normal(0, 1.6, (steps, 2)).astype(np.float32)
@@ -269,7 +287,8 @@ def _plan_bts(ctx: _Ctx, duration: float) -> _Plan:
             for px, vx, ph in people:
                 x = ctx.w * (px + vx * g)
                 sw = math.sin(g * 2 + ph * 6) * 0.4
-                _figure(img, x - x0 + pad, ctx.h * 0.7 - y0 + pad, ctx.h * 0.55, (60, 50, 45), (sw, -sw, 0.2 * sw, -0.2 * sw), head=(170, 140, 120))
+                _figure(img, x - x0 + pad, ctx.h * 0.7 - y0 + pad, ctx.h * 0.55,
+                        (60, 50, 45), (sw, -sw, 0.2 * sw, -0.2 * sw), head=(170, 140, 120))
             img += grain[int(g * ctx.fps) % len(grain)]
             gray = img.mean(axis=2, keepdims=True)
             img = gray + (img - gray) * 0.25  # washed-out, nearly monochrome
