@@ -303,29 +303,38 @@ def train_steps(model, batch: dict, steps: int, warmup: int, device: torch.devic
     }
 
 
-def run_variant(model, stage: int, audio: str, checkpointing: bool, args, device) -> dict:
-    if stage == 1:
-        prompt, target = args.stage1_prompt, args.stage1_target
-    else:
-        prompt, target = args.stage2_prompt, args.stage2_target
+def measure_variant(model, stage: int, audio: str, checkpointing: bool, prompt: int, target: int, args, device,
+                    fill) -> dict:
+    """One training variant's record: ``fill(result)`` builds the batch and adds the step figures; a CUDA
+    out-of-memory error is recorded instead, and the batch, gradients and cache are freed either way."""
     result = {"name": f"stage{stage} {audio}{' +ckpt' if checkpointing else ''}", "stage": stage, "audio": audio,
               "gradient_checkpointing": checkpointing, "batch_size": args.batch_size,
               "prompt_tokens": prompt, "target_tokens": target}
     free_memory(device)
     result["checkpointed_layers"] = set_checkpointing(model, checkpointing)
     result["allocated_before_mib"] = allocated_mib(device)
-    batch = None
     try:
-        batch = train_batch(model.config, args.batch_size, prompt, target, audio, device)
-        result.update(train_steps(model, batch, args.steps, args.warmup, device))
+        fill(result)
     except torch.OutOfMemoryError:
         result["error"] = "out of memory"
         result["peak_memory_mib"] = peak_memory_mib(device)
     finally:
-        del batch
         model.zero_grad(set_to_none=True)
         free_memory(device)
     return result
+
+
+def run_variant(model, stage: int, audio: str, checkpointing: bool, args, device) -> dict:
+    if stage == 1:
+        prompt, target = args.stage1_prompt, args.stage1_target
+    else:
+        prompt, target = args.stage2_prompt, args.stage2_target
+
+    def fill(result: dict) -> None:
+        batch = train_batch(model.config, args.batch_size, prompt, target, audio, device)
+        result.update(train_steps(model, batch, args.steps, args.warmup, device))
+
+    return measure_variant(model, stage, audio, checkpointing, prompt, target, args, device, fill)
 
 
 def run_stage(model, stage: int, args, device) -> list[dict]:
@@ -333,15 +342,13 @@ def run_stage(model, stage: int, args, device) -> list[dict]:
             for audio in ("cache", "on the fly") for ckpt in (False, True)]
 
 
-def generate_speed(model, args, device) -> dict:
-    """Generated tokens/s at batch 1 and 8 (greedy, every row runs to ``max_new_tokens``)."""
-    set_checkpointing(model, False)
-    model.eval()
-    new = args.max_new_tokens
-    out = {"max_new_tokens": new, "prompt_tokens": args.gen_prompt, "lora": "unmerged (as Describer runs a loaded run)"}
+def measure_generation(model, make_batch, out: dict, device) -> dict:
+    """Greedy tokens/s at each of ``GEN_BATCHES`` into ``out`` (every row runs to ``out["max_new_tokens"]``),
+    from ``make_batch(rows)`` on ``device``; the batch-8 speed-up last. A CUDA out-of-memory error is recorded."""
+    new = out["max_new_tokens"]
     for rows in GEN_BATCHES:
         free_memory(device)
-        batch = generation_batch(model.config, rows, args.gen_prompt, device)
+        batch = make_batch(rows)
         kwargs = dict(do_sample=False, pad_token_id=0)
         try:
             with torch.inference_mode():
@@ -363,6 +370,16 @@ def generate_speed(model, args, device) -> dict:
     if "tokens_per_s" in one and "tokens_per_s" in eight:
         out["speedup_batch8"] = eight["tokens_per_s"] / one["tokens_per_s"]
     return out
+
+
+def generate_speed(model, args, device) -> dict:
+    """Generated tokens/s at batch 1 and 8 (greedy, every row runs to ``max_new_tokens``)."""
+    set_checkpointing(model, False)
+    model.eval()
+    out = {"max_new_tokens": args.max_new_tokens, "prompt_tokens": args.gen_prompt,
+           "lora": "unmerged (as Describer runs a loaded run)"}
+    return measure_generation(model, lambda rows: generation_batch(model.config, rows, args.gen_prompt, device),
+                              out, device)
 
 
 # --------------------------------------------------------------------------- report
@@ -522,25 +539,13 @@ def qwen_train_steps(model, spec, batch: dict, steps: int, warmup: int, device) 
 
 def run_qwen_variant(model, spec, audio: str, checkpointing: bool, args, device) -> dict:
     prompt, target = args.stage2_prompt, args.stage2_target
-    result = {"name": f"stage2 {audio}{' +ckpt' if checkpointing else ''}", "stage": 2, "audio": audio,
-              "gradient_checkpointing": checkpointing, "batch_size": args.batch_size,
-              "prompt_tokens": prompt, "target_tokens": target}
-    free_memory(device)
-    result["checkpointed_layers"] = set_checkpointing(model, checkpointing)
-    result["allocated_before_mib"] = allocated_mib(device)
-    batch = None
-    try:
+
+    def fill(result: dict) -> None:
         batch = qwen_train_batch(model, spec, args.batch_size, prompt, target, audio, device)
         result["audio_tokens"] = int((batch["input_ids"][0] == model.get_base_model().config.audio_token_id).sum())
         result.update(qwen_train_steps(model, spec, batch, args.steps, args.warmup, device))
-    except torch.OutOfMemoryError:
-        result["error"] = "out of memory"
-        result["peak_memory_mib"] = peak_memory_mib(device)
-    finally:
-        del batch
-        model.zero_grad(set_to_none=True)
-        free_memory(device)
-    return result
+
+    return measure_variant(model, 2, audio, checkpointing, prompt, target, args, device, fill)
 
 
 def qwen_generate_speed(model, spec, args, device) -> dict:
@@ -550,11 +555,10 @@ def qwen_generate_speed(model, spec, args, device) -> dict:
     config = model.get_base_model().config
     frames = int(config.audio_config.max_source_positions) * 2
     tokens = spec.audio_tokens_for_frames(frames)
-    new = args.max_new_tokens
-    out = {"max_new_tokens": new, "prompt_tokens": args.gen_prompt, "audio_tokens": tokens,
+    out = {"max_new_tokens": args.max_new_tokens, "prompt_tokens": args.gen_prompt, "audio_tokens": tokens,
            "lora": "unmerged (as Describer runs a loaded run)"}
-    for rows in GEN_BATCHES:
-        free_memory(device)
+
+    def make_batch(rows: int) -> dict:
         generator = torch.Generator().manual_seed(2)
         pads = [(i * 7) % max(1, args.gen_prompt // 4) for i in range(rows)]
         ids, mask = qwen_ids(rows, args.gen_prompt, 0, config, generator, tokens, left_pad=pads)
@@ -564,27 +568,9 @@ def qwen_generate_speed(model, spec, args, device) -> dict:
                  "feature_attention_mask": torch.ones(rows, frames, dtype=torch.long)}
         batch = {k: v.to(device) for k, v in batch.items()}
         batch["input_features"] = batch["input_features"].to(LOW_DTYPE)
-        kwargs = dict(do_sample=False, pad_token_id=0)
-        try:
-            with torch.inference_mode():
-                model.generate(**batch, max_new_tokens=2, min_new_tokens=2, **kwargs)
-                sync(device)
-                t0 = time.perf_counter()
-                generated = model.generate(**batch, max_new_tokens=new, min_new_tokens=new, **kwargs)
-                sync(device)
-            seconds = time.perf_counter() - t0
-            made = generated.shape[1] - batch["input_ids"].shape[1]
-            out[f"batch{rows}"] = {"seconds": seconds, "new_tokens_per_row": made,
-                                   "tokens_per_s": rows * made / seconds, "peak_memory_mib": peak_memory_mib(device)}
-        except torch.OutOfMemoryError:
-            out[f"batch{rows}"] = {"error": "out of memory"}
-        finally:
-            del batch
-            free_memory(device)
-    one, eight = out.get("batch1", {}), out.get("batch8", {})
-    if "tokens_per_s" in one and "tokens_per_s" in eight:
-        out["speedup_batch8"] = eight["tokens_per_s"] / one["tokens_per_s"]
-    return out
+        return batch
+
+    return measure_generation(model, make_batch, out, device)
 
 
 def qwen_setup(model, spec, config, args, device) -> dict:

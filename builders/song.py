@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from builders.features import FPS, SAMPLE_RATE, SILENCE_PEAK, UNKNOWN_KEY, FeatureExtractor, _run_chain, choose_tempo
-from mv4all.audio import AudioDecodeError
+from mv4all.audio import AudioDecodeError, decode_frames, open_audio_stream
 from mv4all.schema import Chord, SongFacts, SongSection
 from mv4all.song import (
     DEFAULT_MAX_MINUTES,
@@ -79,7 +79,7 @@ def decode_mono(path: str | os.PathLike, sr: int = SAMPLE_RATE, expected_seconds
     if not path.is_file():
         raise AudioDecodeError(f"audio file not found: {path}")
     buf = np.empty(int(((expected_seconds or 60.0) + 1.0) * sr), dtype=np.float32)
-    n, errors, origin = 0, 0, None
+    n, origin = 0, None
     limit = None if not max_minutes or max_minutes <= 0 else int(max_minutes * 60.0 * sr) + sr
 
     def append(out) -> None:
@@ -97,25 +97,13 @@ def decode_mono(path: str | os.PathLike, sr: int = SAMPLE_RATE, expected_seconds
                                    f"{clock(n / sr)}): refusing to describe it (raise --max-minutes to allow it)")
 
     try:
-        with av.open(str(path), mode="r") as container:
-            if not container.streams.audio:
-                raise AudioDecodeError(f"no audio stream in file: {path}")
-            stream = container.streams.audio[0]
-            t0 = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        with open_audio_stream(path) as (container, stream, t0):
             resampler = av.AudioResampler(format="fltp", rate=sr)
-            for packet in container.demux(stream):
-                try:
-                    frames = packet.decode()
-                except av.InvalidDataError:
-                    errors += 1
-                    if errors > 100:
-                        raise
-                    continue
-                for frame in frames:
-                    if origin is None:
-                        origin = float(frame.time) - t0 if frame.time is not None else 0.0
-                    for out in resampler.resample(frame):
-                        append(out)
+            for frame in decode_frames(container, stream):  # damaged packets skipped, as load_audio does
+                if origin is None:
+                    origin = float(frame.time) - t0 if frame.time is not None else 0.0
+                for out in resampler.resample(frame):
+                    append(out)
             for out in resampler.resample(None):
                 append(out)
     except (AudioDecodeError, SongTooLongError):

@@ -6,7 +6,8 @@ measured facts, the reference and the candidate, and scores the candidate 1-5 on
 (rubric and prompt in ``eval/judge.v1.yaml``). It never runs by default: it costs money and its
 scores depend on the judging model, so they are reported beside Table 1, not in it.
 
-Everything that talks to the API is the builder's (``builders/llm``): the same ``ChatClient``
+Everything that talks to the API is the builder's (``builders/llm``): ``StructuredAsker``
+(``builders/llm/structured.py``, shared with the shot-prompt rewrite) over the same ``ChatClient``
 (retries, rate limits, JSON-mode fallback), the same strict ``json_schema`` response format and
 re-ask prompt, the same content-addressed ``ResponseCache`` (a repeat run sends nothing), token
 counter and price table. The API key is read from the environment by the client only; it is in
@@ -17,10 +18,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
-import threading
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
@@ -29,12 +26,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.table import Table
 
-from builders.llm.cache import ResponseCache, host_of, request_key
-from builders.llm.client import ChatClient
-from builders.llm.cost import load_prices
 from builders.llm.facts import fence
-from builders.llm.requests import ChatRequest, InvalidAnswer, response_format, with_reask
-from builders.llm.tokens import request_tokens, text_counter
+from builders.llm.requests import ChatRequest, InvalidAnswer, response_format
+from builders.llm.structured import AskTotals, StructuredAsker
 from builders.prompts import PromptTemplate
 
 RUBRIC_FILE = Path(__file__).with_name("judge.v1.yaml")
@@ -145,33 +139,14 @@ def parse_verdict(content: str | None) -> JudgeVerdict:
 
 
 @dataclass
-class Estimate:
-    """What a real run would send: counted from the request bodies themselves, as the builder's dry run."""
-
-    requests: int
-    cached: int
-    input_tokens: int
-    output_tokens: int  # estimated from a stand-in verdict
-    usd: float | None  # None: the model is not in builders/prices.yaml
-    prices_as_of: str
-    token_method: str
-
-
-@dataclass
-class JudgeReport:
+class JudgeReport(AskTotals):
     model: str
     prompt_version: str
     host: str
     ids: list[str]
     verdicts: list[JudgeVerdict | None]
     failures: list[dict[str, Any]] = field(default_factory=list)  # {"index", "id", "reason"}
-    sent: int = 0
-    cache_hits: int = 0
-    reasks: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float | None = 0.0
-    estimate: Estimate | None = None  # set by a dry run (which judges nothing)
+    # sent, cache_hits, reasks, input_tokens, output_tokens, cost_usd; estimate (a dry run's): from AskTotals
 
     @property
     def n_judged(self) -> int:
@@ -245,99 +220,6 @@ def judge_table(report: JudgeReport) -> Table:
 # ---------------------------------------------------------------------------- running
 
 
-class _Judge:
-    """One run's cache, client and counters; the loop mirrors the builder's online backend."""
-
-    def __init__(self, model: str, base_url: str | None, cache_dir: Path | None, *, api_key_env: str,
-                 max_reasks: int, timeout: float, max_retries: int, rpm: int | None, tpm: int | None) -> None:
-        self.model, self.api_key_env, self.max_reasks = model, api_key_env, max(0, int(max_reasks))
-        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
-        self.host = host_of(self.base_url)
-        # local OpenAI-compatible servers often predate max_completion_tokens (as the builder's backend)
-        self.token_param = "max_tokens" if self.base_url else "max_completion_tokens"
-        self.cache = ResponseCache(cache_dir)
-        self.client_options = dict(timeout=timeout, max_retries=max_retries, rpm=rpm, tpm=tpm)
-        self.prices = load_prices()
-        self.stats: Counter = Counter()
-        self.cost: float | None = 0.0
-        self._client: ChatClient | None = None
-        self._lock = threading.Lock()
-
-    def key(self, body: dict[str, Any]) -> str:
-        return request_key(body, self.host)
-
-    def cached(self, key: str) -> JudgeVerdict | None:
-        hit = self.cache.get(key)
-        try:
-            return None if hit is None else parse_verdict(hit.get("content"))
-        except InvalidAnswer:
-            return None  # stored under rules that have since changed: ask again
-
-    def api_key(self) -> str:
-        key = os.environ.get(self.api_key_env, "")
-        if not key and not self.base_url:
-            raise RuntimeError(f"{self.api_key_env} is not set: the LLM judge needs an API key "
-                               "(or a base URL of a local OpenAI-compatible server)")
-        return key or "EMPTY"
-
-    def client(self) -> ChatClient:
-        with self._lock:
-            if self._client is None:
-                self._client = ChatClient(api_key=self.api_key(), base_url=self.base_url, **self.client_options)
-            return self._client
-
-    def reason(self, exc: BaseException) -> str:
-        text = f"{type(exc).__name__}: {str(exc).strip() or repr(exc)}"
-        secret = os.environ.get(self.api_key_env)
-        return (text.replace(secret, "***") if secret else text)[:500]
-
-    def _count(self, **deltas: int) -> None:
-        with self._lock:
-            self.stats.update(deltas)
-
-    def answer(self, req: ChatRequest) -> JudgeVerdict:
-        """Cache, else ask; an invalid answer is re-asked with its problem, up to ``max_reasks`` times."""
-        original = self.key(req.body)
-        current, key, problem = req, original, ""
-        for attempt in range(self.max_reasks + 1):
-            hit = self.cached(key)
-            if hit is not None:
-                self._count(cache_hits=1)
-                return hit
-            answer = self.client().complete(current)
-            self._count(sent=1, input_tokens=answer.input_tokens, output_tokens=answer.output_tokens)
-            cost = self.prices.cost(answer.model or self.model, answer.input_tokens, answer.output_tokens)
-            with self._lock:
-                self.cost = None if cost is None or self.cost is None else self.cost + cost
-            try:
-                if answer.finish_reason == "length":
-                    raise InvalidAnswer("the answer was cut off at the token limit; be more concise")
-                verdict = parse_verdict(answer.content)
-            except InvalidAnswer as exc:
-                problem = str(exc)
-                if attempt < self.max_reasks:
-                    self._count(reasks=1)
-                current = with_reask(req, answer.content, problem)
-                key = self.key(current.body)
-                continue
-            usage = {"input": answer.input_tokens, "output": answer.output_tokens}
-            for k in {key, original}:  # the original question now has an accepted answer too
-                self.cache.put(k, answer.content or "", answer.model, usage, answer.structured)
-            return verdict
-        raise InvalidAnswer(f"no valid answer after {self.max_reasks + 1} tries; last problem: {problem}")
-
-    def estimate(self, reqs: Sequence[ChatRequest]) -> Estimate:
-        counter = text_counter(self.model)
-        stand_in = JudgeVerdict(**{k: CriterionScore(score=3, reason=_STAND_IN_REASON) for k in CRITERIA})
-        out_each = counter.count(stand_in.model_dump_json())
-        todo = [r for r in reqs if self.cached(self.key(r.body)) is None]
-        tokens_in = sum(request_tokens(r.body).text for r in todo)
-        tokens_out = out_each * len(todo)
-        return Estimate(requests=len(todo), cached=len(reqs) - len(todo), input_tokens=tokens_in,
-                        output_tokens=tokens_out, usd=self.prices.cost(self.model, tokens_in, tokens_out),
-                        prices_as_of=self.prices.as_of, token_method=counter.method)
-
-
 def judge_predictions(predictions: Sequence[str], rows: Sequence[Mapping[str, Any] | BaseModel],
                       references: Sequence[str], *, model: str = "gpt-4o-mini", base_url: str | None = None,
                       cache_dir: Path | str | None = None, dry_run: bool = False, concurrency: int = 4,
@@ -354,32 +236,26 @@ def judge_predictions(predictions: Sequence[str], rows: Sequence[Mapping[str, An
     if not len(predictions) == len(rows) == len(references):
         raise ValueError(f"predictions ({len(predictions)}), rows ({len(rows)}) and references "
                          f"({len(references)}) must have the same length")
-    judge = _Judge(model, base_url, Path(cache_dir) if cache_dir else None, api_key_env=api_key_env,
-                   max_reasks=max_reasks, timeout=timeout, max_retries=max_retries, rpm=rpm, tpm=tpm)
+    judge = StructuredAsker(parse_verdict, model=model, base_url=base_url, cache_dir=cache_dir,
+                            api_key_env=api_key_env, max_reasks=max_reasks, timeout=timeout, max_retries=max_retries,
+                            rpm=rpm, tpm=tpm, who="the LLM judge", base_url_hint="a base URL",
+                            cut_off="be more concise")
     reqs = [build_request(p, r, ref, model=model, token_param=judge.token_param, index=i)
             for i, (p, r, ref) in enumerate(zip(predictions, rows, references))]
     report = JudgeReport(model=model, prompt_version=load_rubric()[0].version_id, host=judge.host,
                          ids=[r.clip_id for r in reqs], verdicts=[None] * len(reqs))
     if dry_run:
-        report.estimate = judge.estimate(reqs)
+        stand_in = JudgeVerdict(**{k: CriterionScore(score=3, reason=_STAND_IN_REASON) for k in CRITERIA})
+        report.estimate = judge.estimate(reqs, stand_in.model_dump_json())
         return report
-    if any(judge.cached(judge.key(r.body)) is None for r in reqs):
-        judge.api_key()  # fail once, before any work, when there is no key
 
     def one(i: int) -> None:
         try:
-            report.verdicts[i] = judge.answer(reqs[i])
+            report.verdicts[i] = judge.ask(reqs[i]).unwrap()
         except Exception as exc:  # noqa: BLE001 - one failed judgement is reported, not fatal
             report.failures.append({"index": i, "id": reqs[i].clip_id, "reason": judge.reason(exc)})
 
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, int(concurrency)), thread_name_prefix="judge") as pool:
-            list(pool.map(one, range(len(reqs))))
-    finally:
-        if judge._client is not None:
-            judge._client.close()
+    judge.run(reqs, one, concurrency=concurrency, thread_name_prefix="judge")
     report.failures.sort(key=lambda f: f["index"])
-    s = judge.stats
-    report.sent, report.cache_hits, report.reasks = s["sent"], s["cache_hits"], s["reasks"]
-    report.input_tokens, report.output_tokens, report.cost_usd = s["input_tokens"], s["output_tokens"], judge.cost
+    judge.totals(report)
     return report

@@ -8,6 +8,7 @@ here and passes arrays on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -57,11 +58,7 @@ def load_audio(
     have = 0  # samples decoded so far, counted from ``origin``
     origin: float | None = None  # stream time (s) of the first decoded sample
     try:
-        with av.open(str(path), mode="r") as container:
-            if not container.streams.audio:
-                raise AudioDecodeError(f"no audio stream in file: {path}")
-            stream = container.streams.audio[0]
-            t0 = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        with open_audio_stream(path) as (container, stream, t0):
             if offset > 0 and stream.time_base is not None:
                 # Seek lands at or before the target; the exact trim happens below.
                 try:
@@ -69,7 +66,7 @@ def load_audio(
                 except av.FFmpegError:
                     container.seek(0, stream=stream)
             resampler = av.AudioResampler(format="fltp", rate=sr)
-            for frame in _frames(container, stream):
+            for frame in decode_frames(container, stream):
                 if origin is None:
                     origin = float(frame.time) - t0 if frame.time is not None else 0.0
                 for out in resampler.resample(frame):
@@ -110,7 +107,19 @@ def _origin_samples(origin: float, sr: int) -> int:
     return int(round(origin * sr))
 
 
-def _frames(container, stream):
+@contextlib.contextmanager
+def open_audio_stream(path: str | os.PathLike):
+    """``(container, first audio stream, its start time in s)``; a file without audio is an ``AudioDecodeError``."""
+    import av
+
+    with av.open(str(path), mode="r") as container:
+        if not container.streams.audio:
+            raise AudioDecodeError(f"no audio stream in file: {path}")
+        stream = container.streams.audio[0]
+        yield container, stream, float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+
+
+def decode_frames(container, stream):
     """Decoded audio frames, skipping damaged packets instead of aborting the file.
 
     Real MP3s often carry a few broken frames; one bad packet should cost a few

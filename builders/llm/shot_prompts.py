@@ -7,31 +7,26 @@ counted again with the target's own counter: an answer over the budget is re-ask
 limit, then trimmed at a sentence or word boundary, and the row's note says so. An answer that never passes
 keeps the row's original prompt, also noted.
 
-Everything that talks to the API is the builder's, as in ``eval/judge.py``: ``ChatClient`` (retries, rate
-limits, JSON-mode fallback), the strict ``json_schema`` response format and the re-ask prompt, the shared
-content-addressed ``ResponseCache`` (a repeat run sends nothing), the token counter and the dated price table
-for the dry run. The API key is read from the environment by the client only.
+Everything that talks to the API is the builder's, in the loop shared with ``eval/judge.py``
+(``builders.llm.structured.StructuredAsker``): ``ChatClient`` (retries, rate limits, JSON-mode fallback), the
+strict ``json_schema`` response format and the re-ask prompt, the shared content-addressed ``ResponseCache`` (a
+repeat run sends nothing), the token counter and the dated price table for the dry run. The API key is read
+from the environment by the client only.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from builders.llm.cache import ResponseCache, host_of, request_key
-from builders.llm.client import ChatClient
-from builders.llm.cost import load_prices
 from builders.llm.facts import fence
-from builders.llm.requests import ChatRequest, InvalidAnswer, response_format, with_reask
-from builders.llm.tokens import request_tokens, text_counter
+from builders.llm.requests import ChatRequest, InvalidAnswer, response_format
+from builders.llm.structured import AskTotals, StructuredAsker
 from builders.prompts import PromptTemplate
 from mv4all.schema import SongScript
 from mv4all.shots import ShotPlan, ShotPrompt, join_prompt
@@ -160,20 +155,7 @@ def check_budget(plan: ShotPlan, text: str) -> str:
 
 
 @dataclass
-class Estimate:
-    """What a real run would send, counted from the request bodies (as the builder's dry run)."""
-
-    requests: int
-    cached: int
-    input_tokens: int
-    output_tokens: int  # a stand-in answer of the word limit's length
-    usd: float | None  # None: the model is not in builders/prices.yaml
-    prices_as_of: str
-    token_method: str
-
-
-@dataclass
-class RewriteReport:
+class RewriteReport(AskTotals):
     model: str
     prompt_version: str
     host: str
@@ -181,13 +163,7 @@ class RewriteReport:
     rewritten: int = 0
     trimmed: int = 0  # answers still over the budget after the re-asks, trimmed
     failures: list[dict[str, Any]] = field(default_factory=list)  # {"index", "reason"}: original prompt kept
-    sent: int = 0
-    cache_hits: int = 0
-    reasks: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float | None = 0.0
-    estimate: Estimate | None = None  # set by a dry run (which rewrites nothing)
+    # sent, cache_hits, reasks, input_tokens, output_tokens, cost_usd; estimate (a dry run's): from AskTotals
 
     def lines(self) -> list[str]:
         head = f"LLM rewrite {self.model} ({self.prompt_version}, {self.host})"
@@ -208,104 +184,6 @@ class RewriteReport:
 # ---------------------------------------------------------------------------- running
 
 
-class _Rewriter:
-    """One run's cache, client and counters; the loop is the judge's (and the builder's online backend's)."""
-
-    def __init__(self, plan: ShotPlan, model: str, base_url: str | None, cache_dir: Path | None, *,
-                 api_key_env: str, max_reasks: int, timeout: float, max_retries: int, rpm: int | None,
-                 tpm: int | None) -> None:
-        self.plan, self.model, self.api_key_env = plan, model, api_key_env
-        self.max_reasks = max(0, int(max_reasks))
-        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
-        self.host = host_of(self.base_url)
-        self.token_param = "max_tokens" if self.base_url else "max_completion_tokens"
-        self.cache = ResponseCache(cache_dir)
-        self.client_options = dict(timeout=timeout, max_retries=max_retries, rpm=rpm, tpm=tpm)
-        self.prices = load_prices()
-        self.stats: Counter = Counter()
-        self.cost: float | None = 0.0
-        self._client: ChatClient | None = None
-        self._lock = threading.Lock()
-
-    def key(self, body: dict[str, Any]) -> str:
-        return request_key(body, self.host)
-
-    def cached(self, key: str) -> str | None:
-        hit = self.cache.get(key)
-        try:
-            return None if hit is None else check_budget(self.plan, parse_rewrite(hit.get("content")))
-        except InvalidAnswer:
-            return None  # stored under rules that have since changed: ask again
-
-    def api_key(self) -> str:
-        key = os.environ.get(self.api_key_env, "")
-        if not key and not self.base_url:
-            raise RuntimeError(f"{self.api_key_env} is not set: the LLM rewrite needs an API key "
-                               "(or --base-url of a local OpenAI-compatible server)")
-        return key or "EMPTY"
-
-    def client(self) -> ChatClient:
-        with self._lock:
-            if self._client is None:
-                self._client = ChatClient(api_key=self.api_key(), base_url=self.base_url, **self.client_options)
-            return self._client
-
-    def reason(self, exc: BaseException) -> str:
-        text = f"{type(exc).__name__}: {str(exc).strip() or repr(exc)}"
-        secret = os.environ.get(self.api_key_env)
-        return (text.replace(secret, "***") if secret else text)[:300]
-
-    def _count(self, **deltas: int) -> None:
-        with self._lock:
-            self.stats.update(deltas)
-
-    def answer(self, req: ChatRequest) -> tuple[str, bool]:
-        """(text, trimmed): cache, else ask; an invalid or over-budget answer is re-asked with its problem up to
-        ``max_reasks`` times; an answer still over the budget after that is returned for trimming."""
-        original = self.key(req.body)
-        current, key, problem, over = req, original, "", None
-        for attempt in range(self.max_reasks + 1):
-            hit = self.cached(key)
-            if hit is not None:
-                self._count(cache_hits=1)
-                return hit, False
-            answer = self.client().complete(current)
-            self._count(sent=1, input_tokens=answer.input_tokens, output_tokens=answer.output_tokens)
-            cost = self.prices.cost(answer.model or self.model, answer.input_tokens, answer.output_tokens)
-            with self._lock:
-                self.cost = None if cost is None or self.cost is None else self.cost + cost
-            try:
-                if answer.finish_reason == "length":
-                    raise InvalidAnswer("the answer was cut off at the token limit; write a shorter prompt")
-                text = check_budget(self.plan, parse_rewrite(answer.content))
-            except InvalidAnswer as exc:
-                problem = str(exc)
-                over = exc.text if isinstance(exc, OverBudget) else None
-                if attempt < self.max_reasks:
-                    self._count(reasks=1)
-                current = with_reask(req, answer.content, problem)
-                key = self.key(current.body)
-                continue
-            usage = {"input": answer.input_tokens, "output": answer.output_tokens}
-            for k in {key, original}:  # the original question now has an accepted answer too
-                self.cache.put(k, answer.content or "", answer.model, usage, answer.structured)
-            return text, False
-        if over is not None:
-            return over, True
-        raise InvalidAnswer(f"no valid answer after {self.max_reasks + 1} tries; last problem: {problem}")
-
-    def estimate(self, reqs: list[ChatRequest]) -> Estimate:
-        counter = text_counter(self.model)
-        stand_in = ShotRewrite(prompt=" ".join(["scene"] * word_limit(self.plan))).model_dump_json()
-        out_each = counter.count(stand_in)
-        todo = [r for r in reqs if self.cached(self.key(r.body)) is None]
-        tokens_in = sum(request_tokens(r.body).text for r in todo)
-        tokens_out = out_each * len(todo)
-        return Estimate(requests=len(todo), cached=len(reqs) - len(todo), input_tokens=tokens_in,
-                        output_tokens=tokens_out, usd=self.prices.cost(self.model, tokens_in, tokens_out),
-                        prices_as_of=self.prices.as_of, token_method=counter.method)
-
-
 def rewrite_plan(plan: ShotPlan, script: SongScript, *, model: str = "gpt-4o-mini", base_url: str | None = None,
                  cache_dir: Path | str | None = None, dry_run: bool = False, concurrency: int = 4,
                  max_reasks: int = 2, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0,
@@ -318,21 +196,25 @@ def rewrite_plan(plan: ShotPlan, script: SongScript, *, model: str = "gpt-4o-min
     answer still over the budget after the re-asks is trimmed, and its note says so. ``dry_run`` sends nothing
     and needs no key: it prices the requests not already in the cache and returns the rows unchanged.
     """
-    rw = _Rewriter(plan, model, base_url, Path(cache_dir) if cache_dir else None, api_key_env=api_key_env,
-                   max_reasks=max_reasks, timeout=timeout, max_retries=max_retries, rpm=rpm, tpm=tpm)
+    rw = StructuredAsker(lambda content: check_budget(plan, parse_rewrite(content)), model=model, base_url=base_url,
+                         cache_dir=cache_dir, api_key_env=api_key_env, max_reasks=max_reasks, timeout=timeout,
+                         max_retries=max_retries, rpm=rpm, tpm=tpm, who="the LLM rewrite",
+                         base_url_hint="--base-url", cut_off="write a shorter prompt", reason_chars=300)
     reqs = [build_request(plan, script, i, model=model, token_param=rw.token_param) for i in range(len(plan.rows))]
     report = RewriteReport(model=model, prompt_version=load_template().version_id, host=rw.host, rows=len(reqs))
     rows = list(plan.rows)
     if dry_run:
-        report.estimate = rw.estimate(reqs)
+        stand_in = ShotRewrite(prompt=" ".join(["scene"] * word_limit(plan)))
+        report.estimate = rw.estimate(reqs, stand_in.model_dump_json())
         return rows, report
-    if any(rw.cached(rw.key(r.body)) is None for r in reqs):
-        rw.api_key()  # fail once, before any work, when there is no key
     lock = threading.Lock()
 
     def one(i: int) -> None:
         try:
-            text, trimmed = rw.answer(reqs[i])
+            asked = rw.ask(reqs[i])
+            # an answer still over the budget after the re-asks is trimmed (by plan.row), not given up
+            over = asked.error if asked.value is None and isinstance(asked.error, OverBudget) else None
+            text, trimmed = (over.text, True) if over is not None else (asked.unwrap(), False)
         except Exception as exc:  # noqa: BLE001 - one failed rewrite keeps its planned prompt
             reason = rw.reason(exc)
             with lock:
@@ -345,15 +227,7 @@ def rewrite_plan(plan: ShotPlan, script: SongScript, *, model: str = "gpt-4o-min
             report.rewritten += 1
             report.trimmed += int(trimmed)
 
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, int(concurrency)), thread_name_prefix="shots") as pool:
-            list(pool.map(one, range(len(reqs))))
-    finally:
-        if rw._client is not None:
-            rw._client.close()
+    rw.run(reqs, one, concurrency=concurrency, thread_name_prefix="shots")
     report.failures.sort(key=lambda f: f["index"])
-    s = rw.stats
-    report.sent, report.cache_hits, report.reasks = s["sent"], s["cache_hits"], s["reasks"]
-    report.input_tokens, report.output_tokens, report.cost_usd = s["input_tokens"], s["output_tokens"], rw.cost
+    rw.totals(report)
     return rows, report
-

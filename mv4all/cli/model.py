@@ -222,20 +222,9 @@ def describe(
                              lyrics_understanding=lyrics_understanding, notes=notes,
                              save_generation_config=save_generation_config)
         return
-    started = time.perf_counter()
-    try:
-        describer = D.Describer.from_run(model, inputs=combo, overrides=overrides, device=device,
-                                         language_model=base_model, audio_encoder_path=audio_encoder,
-                                         dtype=precision)
-    except (FileNotFoundError, ValueError, OSError) as exc:
-        fail(f"cannot load model {model}: {exc}", 2)
-    if save_generation_config:
-        if not Path(model).is_dir():
-            fail("--save-generation-config needs a local run directory", 2)
-        wrote = D.save_generation_config(model, describer.decoding)
-        console.print(f"decoding settings saved to {wrote}")
-    console.print(f"loaded {model} (trained on {describer.train_inputs}, describing with inputs "
-                  f"{describer.inputs}) in {time.perf_counter() - started:.1f} s", markup=False, soft_wrap=True)
+    describer = _load_describer(model, combo=combo, overrides=overrides, device=device, base_model=base_model,
+                                audio_encoder=audio_encoder, precision=precision,
+                                save_generation_config=save_generation_config)
     used = parse_combination(describer.inputs)
     for number, option, given in ((2, "--genre", bool(genres)), (3, "--mv-type", mv_type is not None),
                                   (4, "--lyrics/--lyrics-understanding", lyrics_understanding is not None)):
@@ -352,19 +341,9 @@ def _describe_whole_song(audio: Path, out: Optional[Path], *, max_minutes: float
                   f"{facts.key}, {len(facts.downbeats)} downbeats, {len(sections)} sections "
                   f"({' '.join(s.label for s in sections)})", markup=False, soft_wrap=True)
 
-    started = time.perf_counter()
-    try:
-        describer = D.Describer.from_run(model, inputs=combo, overrides=overrides, device=device,
-                                         language_model=base_model, audio_encoder_path=audio_encoder,
-                                         dtype=precision)
-    except (FileNotFoundError, ValueError, OSError) as exc:
-        fail(f"cannot load model {model}: {exc}", 2)
-    if save_generation_config:
-        if not Path(model).is_dir():
-            fail("--save-generation-config needs a local run directory", 2)
-        console.print(f"decoding settings saved to {D.save_generation_config(model, describer.decoding)}")
-    console.print(f"loaded {model} (trained on {describer.train_inputs}, describing with inputs "
-                  f"{describer.inputs}) in {time.perf_counter() - started:.1f} s", markup=False, soft_wrap=True)
+    describer = _load_describer(model, combo=combo, overrides=overrides, device=device, base_model=base_model,
+                                audio_encoder=audio_encoder, precision=precision,
+                                save_generation_config=save_generation_config)
 
     started = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -390,3 +369,24 @@ def _describe_whole_song(audio: Path, out: Optional[Path], *, max_minutes: float
         atomic_write_text(out, text)
         console.print(f"MV script written to {out}", markup=False, soft_wrap=True)
     print(text if as_json else script.render_markdown(), end="")
+
+
+def _load_describer(model: str, *, combo, overrides: dict, device, base_model, audio_encoder, precision,
+                    save_generation_config: bool):
+    """The run as a ``Describer`` (one line on failure); ``--save-generation-config`` stores its decoding."""
+    from mv4all import describe as D
+
+    started = time.perf_counter()
+    try:
+        describer = D.Describer.from_run(model, inputs=combo, overrides=overrides, device=device,
+                                         language_model=base_model, audio_encoder_path=audio_encoder,
+                                         dtype=precision)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        fail(f"cannot load model {model}: {exc}", 2)
+    if save_generation_config:
+        if not Path(model).is_dir():
+            fail("--save-generation-config needs a local run directory", 2)
+        console.print(f"decoding settings saved to {D.save_generation_config(model, describer.decoding)}")
+    console.print(f"loaded {model} (trained on {describer.train_inputs}, describing with inputs "
+                  f"{describer.inputs}) in {time.perf_counter() - started:.1f} s", markup=False, soft_wrap=True)
+    return describer

@@ -293,9 +293,7 @@ def load_audio_lm_run(run_dir: Path, info: dict[str, Any], *, language_model: st
                       device: str | torch.device | None = None, check_encoder: bool = True,
                       check_base_model: bool = True):
     """``load_run`` for an audio-LM run: ``(PeftModel in eval mode, the saved processor, run_info)``."""
-    from peft import PeftModel
-
-    from .run import STAGE2_DIR
+    from .run import STAGE2_DIR, load_adapter, ready_for_inference
     from .weights import MissingBaseWeights, locate_base_model, model_files_sha256
 
     spec = _spec(info.get("backbone"))
@@ -319,16 +317,7 @@ def load_audio_lm_run(run_dir: Path, info: dict[str, Any], *, language_model: st
         if found != recorded:
             raise ValueError(f"the audio tower of {lm_path} (sha256 {found[:12]}) is not the one this run was trained "
                              f"with ({recorded[:12]}): pass the right --base-model, or check_encoder=False")
-    weights = run_dir / STAGE2_DIR
-    try:
-        model = PeftModel.from_pretrained(model, str(weights))
-    except Exception as exc:  # noqa: BLE001 - truncated or foreign weight files: name them
-        raise ValueError(f"cannot load the trained weights in {weights}: {type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
-    if device is not None:
-        model.to(device)
-    model.eval()
-    return model, processor, info
+    return ready_for_inference(load_adapter(model, run_dir / STAGE2_DIR), device), processor, info
 
 
 def audio_lm_record(model, backbone: AudioLMBackbone | str, processor, supplied_tower: str | None,

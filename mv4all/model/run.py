@@ -23,6 +23,7 @@ precision, which ``load_run`` uses unless told otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -297,21 +298,36 @@ def load_run(
                 f"the base model at {lm_path} (weights sha256 {found[:12]}) is not the one this run was trained "
                 f"with ({base['id']}, {base['sha256'][:12]}): pass the right --base-model, or check_base_model=False"
             )
-    weights = run_dir / STAGE1_DIR / PROJECTOR_FILE if stage == 1 else run_dir / STAGE2_DIR
-    try:
-        if stage == 1:
+    if stage == 1:
+        weights = run_dir / STAGE1_DIR / PROJECTOR_FILE
+        with _naming_bad_weights(weights):
             load_projector(model, weights)
-        else:
-            from peft import PeftModel
+        return ready_for_inference(model, device), tokenizer, info
+    return ready_for_inference(load_adapter(model, run_dir / STAGE2_DIR), device), tokenizer, info
 
-            model = PeftModel.from_pretrained(model, str(weights))
-    except Exception as exc:  # noqa: BLE001 - truncated or foreign weight files: name them
+
+@contextlib.contextmanager
+def _naming_bad_weights(weights: Path):
+    """Truncated or foreign weight files: one error naming them, whatever the loader raised."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - see above
         raise ValueError(f"cannot load the trained weights in {weights}: {type(exc).__name__}: "
                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
+
+
+def load_adapter(model, weights: str | os.PathLike):
+    """A stage-2 run's adapter (LoRA + the modules it trains in full) on top of its base ``model``."""
+    from peft import PeftModel
+
+    with _naming_bad_weights(Path(weights)):
+        return PeftModel.from_pretrained(model, str(weights))
+
+
+def ready_for_inference(model, device: str | None = None):
     if device is not None:
         model.to(device)
-    model.eval()
-    return model, tokenizer, info
+    return model.eval()
 
 
 # --------------------------------------------------------------------------- saving runs
