@@ -282,3 +282,26 @@ def test_accelerate_launch_stage1(tiny_runs):
     assert json.loads((out / "run.json").read_text())["global_step"] == 2
     model, _, _ = load_run(out)
     assert model.config.audio_encoder == "tiny"
+
+
+def test_config_keys_are_checked_like_trl_parser(tmp_path):
+    """A typo or an old key never trains silently with a default: each is refused with the key to use."""
+    import yaml
+
+    cfg = sft.load_config(PAPER_YAML, 2, {"learning_rate": 3e-4, "logging_steps": 7})
+    kwargs = sft.sft_config_kwargs(cfg, "x")
+    assert kwargs["learning_rate"] == 3e-4 and kwargs["logging_steps"] == 7  # SFTConfig fields pass through
+    assert "lora" not in kwargs and "dataset" not in kwargs  # ours stay ours
+    for key, value, message in (("learning_rat", 1e-4, "did you mean `learning_rate`"),
+                                ("gradient_checkpointing", True, "now `activation_checkpointing`"),
+                                ("batch_size", 4, "now `per_device_train_batch_size`"),
+                                ("bf16", True, "follows from `precision`"),
+                                ("remove_unused_columns", True, "fixed by the recipe")):
+        with pytest.raises(ValueError, match=message):
+            sft.load_config(PAPER_YAML, 1, {key: value})
+    raw = yaml.safe_load(PAPER_YAML.read_text())
+    raw["stage2"]["warmup_ratio"] = 0.1  # in a stage section too, with the file named
+    bad = tmp_path / "old.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match=r"old.yaml stage2: `warmup_ratio` is now `warmup_steps`"):
+        sft.load_config(bad, 2)

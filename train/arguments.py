@@ -82,6 +82,11 @@ class ScriptArguments:
 
 GROUPS = (ModelArguments, DataArguments, ScriptArguments)
 DERIVED = {"bf16": "precision", "fp16": "precision"}
+# Keys this recipe (or transformers) once used, refused with their new name: a silently ignored
+# `gradient_checkpointing: true` (a deprecated SFTConfig alias that the new name overrides) would OOM.
+RENAMED = {"batch_size": "per_device_train_batch_size", "warmup_ratio": "warmup_steps",
+           "gradient_checkpointing": "activation_checkpointing",
+           "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs"}
 
 # What this recipe needs from SFTConfig whatever the YAML says: the collator builds every batch
 # (no TRL dataset preparation, every column kept), and training runs where the accelerator is.
@@ -110,6 +115,8 @@ def _check_keys(cfg: dict[str, Any], where: str) -> None:
     for key in cfg:
         if known.get(key, "SFTConfig") != "SFTConfig":  # ours (max_length, output_dir mean ours here)
             continue
+        if key in RENAMED:
+            raise ValueError(f"{where}: `{key}` is now `{RENAMED[key]}` (TRL SFTConfig's name)")
         if key in DERIVED:
             raise ValueError(f"{where}: `{key}` follows from `{DERIVED[key]}`; set precision: bf16 | fp16 | fp32")
         if key in FIXED:
