@@ -20,6 +20,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,24 @@ def claim_folder(folder: str | os.PathLike, kind: str, *, overwrite: bool = Fals
 # --------------------------------------------------------------------------- writing
 
 
+def _file_mode(path: Path) -> int:
+    """The mode a plain ``open(path, "w")`` would give: the old file's when replacing, else 0o666 minus the umask.
+
+    ``mkstemp`` creates its file 0600; renamed into place as it is, every dataset card, run record, script
+    and page would be unreadable to the user's group and to a web server. (Nothing secret is ever written.)
+    """
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        with _UMASK_LOCK:
+            umask = os.umask(0)
+            os.umask(umask)
+        return 0o666 & ~umask
+
+
+_UMASK_LOCK = threading.Lock()
+
+
 def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
     path = Path(path)
@@ -130,6 +149,7 @@ def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode(path))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -502,8 +502,4 @@ def write_page(page: Page, out: str | os.PathLike) -> Path:
     """Render ``page`` to ``out`` (atomically)."""
     from mv4all.safety import atomic_write_text
 
-    path = atomic_write_text(out, render(page))
-    umask = os.umask(0)
-    os.umask(umask)
-    path.chmod(0o666 & ~umask)  # a page to share: readable like any file written here (mkstemp made it 0600)
-    return path
+    return atomic_write_text(out, render(page))

@@ -422,3 +422,23 @@ def test_push_model_publishes_only_the_run_and_no_secret(tiny_runs, tmp_path, mo
     (run / "stage2" / "notes.txt").write_text("token " + "hf_" + "a" * 34 + "\n")
     result = runner.invoke(app, ["push", "model", str(run), "--repo-id", "me/x", "--dry-run"])
     assert result.exit_code == 2 and "stage2/notes.txt" in result.output
+
+
+def test_atomic_writes_get_the_mode_a_plain_write_would(tmp_path):
+    """mkstemp's 0600 must not leak into cards, records and pages; a file's own mode survives a rewrite."""
+    from mv4all.safety import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        new = atomic_write_text(tmp_path / "card.md", "hello\n")
+        assert new.stat().st_mode & 0o777 == 0o644
+        private = tmp_path / "notes.txt"
+        private.write_text("x")
+        private.chmod(0o600)
+        atomic_write_text(private, "y")
+        assert private.stat().st_mode & 0o777 == 0o600 and private.read_text() == "y"
+        os.umask(0o077)
+        assert atomic_write_text(tmp_path / "other.md", "z").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
+    assert not list(tmp_path.glob(".*.tmp"))
