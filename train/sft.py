@@ -28,11 +28,13 @@ import yaml
 
 from mv4all.model.stage_setup import (
     audio_lm_spec,
+    audio_weights_sha256,
     build_stage_model,
     inherit_stage1,
     load_processing,
     prepare_model,
     prompt_processor,
+    trainer_class,
 )
 from train.arguments import load_config, sft_config_kwargs
 
@@ -87,8 +89,9 @@ def train(config_path: str | Path, stage: int, overrides: dict[str, Any] | None 
 
     from mv4all.model.integrity import frozen_fingerprint
     from mv4all.model.memory import estimate_for_config
-    from mv4all.model.run import run_record, save_run, weights_sha256, whole_run_loss
-    from mv4all.model.trainer import MetricsLog, MV4AllTrainer, last_complete_checkpoint
+    from mv4all.model.provenance import run_record
+    from mv4all.model.run import save_run, whole_run_loss
+    from mv4all.model.trainer import MetricsLog, last_complete_checkpoint
     from mv4all.model.weights import model_files_sha256
     from mv4all.safety import claim_folder
 
@@ -96,7 +99,6 @@ def train(config_path: str | Path, stage: int, overrides: dict[str, Any] | None 
     if cfg["num_threads"]:
         torch.set_num_threads(int(cfg["num_threads"]))
     run_dir, checkpoints = Path(cfg["output_dir"]), Path(cfg["output_dir"]) / "checkpoints"
-    spec = audio_lm_spec(cfg)
     if stage == 2 and cfg.get("init_from"):  # the base weights and the encoder setup are the stage-1 run's
         inherit_stage1(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # one process claims; the others write only what rank 0 allows
@@ -112,22 +114,11 @@ def train(config_path: str | Path, stage: int, overrides: dict[str, Any] | None 
     estimate = estimate_for_config(cfg, stats)
     base, tokenizer = build_stage_model(cfg, tokenizer)
     model = prepare_model(base, cfg)
-    if spec is not None:
-        from mv4all.model.audio_lm import tower_sha256
-
-        tower = tower_sha256(spec.tower(base))
-    else:
-        tower = weights_sha256(base.get_audio_encoder())
-    supplied = {"audio_encoder": tower,
+    supplied = {"audio_encoder": audio_weights_sha256(cfg, base),
                 "base_model": model_files_sha256(cfg["language_model"], cfg["language_model_revision"])}
     # Frozen weights may end training cast to bf16/fp16 (DeepSpeed casts the whole module): accept exactly that.
     fingerprint = frozen_fingerprint(model, (torch.bfloat16, torch.float16)) if cfg["check_frozen"] else None
-    if spec is not None:
-        from mv4all.model.audio_lm import AudioLMTrainer
-
-        trainer_cls, which = AudioLMTrainer, {"backbone": spec}
-    else:
-        trainer_cls, which = MV4AllTrainer, {"stage": stage}
+    trainer_cls, which = trainer_class(cfg)
     processor = prompt_processor(cfg, tokenizer, base)
     trainer = trainer_cls(
         model=model, args=SFTConfig(**sft_config_kwargs(cfg, checkpoints)), train_dataset=train_set,

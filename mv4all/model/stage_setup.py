@@ -118,3 +118,27 @@ def inherit_stage1(cfg: dict[str, Any]) -> None:
     cfg["audio_encoder_path"] = locate_audio_encoder(info1, cfg["init_from"], cfg.get("audio_encoder_path")).value
     cfg["audio_encoder"] = info1["audio_encoder"]["name"]
     cfg["tokens_per_audio"] = info1["model"]["tokens_per_audio"]
+
+
+def audio_weights_sha256(cfg: dict[str, Any], model) -> str | None:
+    """The frozen audio weights as supplied, before training (recorded in ``run.json``, checked on load)."""
+    spec = audio_lm_spec(cfg)
+    if spec is not None:
+        from .audio_lm import tower_sha256
+
+        return tower_sha256(spec.tower(model))
+    from .run import weights_sha256
+
+    return weights_sha256(model.get_audio_encoder())
+
+
+def trainer_class(cfg: dict[str, Any]):
+    """``(trainer class, its extra keyword arguments)``: checkpoints hold what this backbone and stage train."""
+    spec = audio_lm_spec(cfg)
+    if spec is not None:
+        from .audio_lm import AudioLMTrainer
+
+        return AudioLMTrainer, {"backbone": spec}
+    from .trainer import MV4AllTrainer
+
+    return MV4AllTrainer, {"stage": cfg["stage"]}
