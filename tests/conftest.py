@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -198,3 +199,15 @@ class StopAfter:
                     control.should_training_stop = True
 
         return _StopAfter()
+
+
+@contextlib.contextmanager
+def fake_llm(monkeypatch, key: str, model, answer):
+    """The strict fake OpenAI server with ``model`` answered by ``answer(user_text, body)``; the key in the env."""
+    from tests.fake_openai import FakeOpenAI
+
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with FakeOpenAI(key, lifetime=60) as server:
+        server.register(model, answer)
+        yield server

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from builders.llm.requests import response_format
 from eval.judge import CRITERIA, JudgeVerdict, build_request, judge_predictions, judge_table, load_rubric, summary_lines
-from tests.fake_openai import FakeOpenAI
+from tests.conftest import fake_llm
 
 KEY = "sk-judge-test-5b1e-DO-NOT-LEAK-93ac"
 CHAT = "/v1/chat/completions"
@@ -37,10 +37,7 @@ def _verdict(text: str, body: dict) -> dict:
 
 @pytest.fixture
 def server(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    with FakeOpenAI(KEY, lifetime=60) as srv:
-        srv.register(JudgeVerdict, _verdict)
+    with fake_llm(monkeypatch, KEY, JudgeVerdict, _verdict) as srv:
         yield srv
 
 

@@ -423,12 +423,9 @@ def _rewrite(text: str, body: dict) -> dict:
 @pytest.fixture
 def server(monkeypatch):
     from builders.llm.shot_prompts import ShotRewrite
-    from tests.fake_openai import FakeOpenAI
+    from tests.conftest import fake_llm
 
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    with FakeOpenAI(KEY, lifetime=60) as srv:
-        srv.register(ShotRewrite, _rewrite)
+    with fake_llm(monkeypatch, KEY, ShotRewrite, _rewrite) as srv:
         yield srv
 
 
