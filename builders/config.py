@@ -52,9 +52,9 @@ class SplitOptions(Options):
 
 # LLM options that change how requests travel, not what they ask: kept out of build_info/build_id.
 OPERATIONAL_LLM_OPTIONS = frozenset({
-    "cache_dir", "cache", "concurrency", "rpm", "tpm", "timeout", "max_retries", "backoff", "max_backoff",
-    "chunk", "poll_interval", "max_wait", "max_file_requests", "max_file_bytes", "keep_files", "state_dir",
-    "api_key_env", "max_reasks",
+    "cache_dir", "cache", "concurrency", "rpm", "tpm", "rate_window", "timeout", "max_retries", "backoff",
+    "max_backoff", "chunk", "poll_interval", "max_wait", "max_file_requests", "max_file_bytes", "keep_files",
+    "state_dir", "api_key_env", "max_reasks",
 })
 
 
@@ -65,7 +65,9 @@ class BuildConfig(Options):
     work_dir: Path | None = None  # default: OUT.work (sibling, never uploaded)
     llm: str = "offline"
     llm_options: dict[str, Any] = Field(default_factory=dict)
-    workers: int = 1
+    workers: int = 1  # local: worker processes; ray: at most this many actors (1: one per CPU of the cluster)
+    engine: Literal["local", "ray"] = "local"  # where per-clip work runs (never changes what is built)
+    ray_address: str | None = None  # ray: "auto", "ray://HOST:PORT"; none starts a local Ray
     overwrite: bool = False  # claim a non-empty --out that is not an mv4all dataset (never deletes its files)
     ids: list[str] | None = None  # build only these clips
     limit: int | None = None  # build only the first N clips
@@ -84,7 +86,8 @@ class BuildConfig(Options):
 
     def output_options(self) -> dict[str, Any]:
         """Options that change the dataset (not paths, not workers): recorded in build_info."""
-        out = self.model_dump(mode="json", exclude={"music4all", "videos", "out", "work_dir", "workers", "overwrite"})
+        out = self.model_dump(mode="json", exclude={"music4all", "videos", "out", "work_dir", "workers", "overwrite",
+                                                           "engine", "ray_address"})
         out["llm_options"] = {k: v for k, v in out["llm_options"].items() if k not in OPERATIONAL_LLM_OPTIONS}
         return out
 

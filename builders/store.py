@@ -40,6 +40,10 @@ class StageStore:
     def _path(self, stage: str, key: str, clip_id: str) -> Path:
         return inside(self.root, stage, key, f"{check_id(clip_id)}.json")
 
+    def attempts_path(self, stage: str, key: str, clip_id: str) -> Path:
+        """Where an engine that retries dead workers counts a clip's attempts (``cpu_jobs.run_counted``)."""
+        return inside(self.root, ".attempts", stage, key, f"{check_id(clip_id)}.count")
+
     def get(self, stage: str, key: str, clip_id: str, digest: str | None = None) -> dict | None:
         """The stored record, or None if absent, unreadable, or made from other inputs."""
         path = self._path(stage, key, clip_id)

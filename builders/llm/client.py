@@ -36,29 +36,45 @@ class Answer:
 
 
 class RateLimiter:
-    """Requests and tokens per rolling minute; ``None`` means unlimited."""
+    """Requests and tokens per minute; ``None`` means unlimited.
 
-    def __init__(self, rpm: int | None = None, tpm: int | None = None, clock: Callable[[], float] = time.monotonic):
-        self.rpm, self.tpm, self.clock = rpm, tpm, clock
+    The limits are enforced over a rolling ``window`` of seconds, scaled to it (60: the minute the
+    limits are quoted in; 1: the same rate without bursts, the way providers may enforce it over
+    shorter periods). :meth:`reserve` never blocks, so the same record can serve one process
+    (:meth:`acquire`) or a whole cluster from a shared actor (``builders.engines.ray_engine``).
+    """
+
+    def __init__(self, rpm: int | None = None, tpm: int | None = None, clock: Callable[[], float] = time.monotonic,
+                 window: float = 60.0):
+        if window <= 0:
+            raise ValueError(f"the rate window must be positive, not {window}")
+        self.rpm, self.tpm, self.clock, self.window = rpm, tpm, clock, float(window)
+        scale = self.window / 60.0
+        self._max_requests = max(1, int(rpm * scale)) if rpm else None
+        self._max_tokens = max(1, int(tpm * scale)) if tpm else None
         self.events: collections.deque[tuple[float, int]] = collections.deque()
         self.lock = threading.Lock()
 
-    def acquire(self, tokens: int) -> None:
+    def reserve(self, tokens: int) -> float:
+        """Take a slot for a request of ``tokens`` now and return 0, or return the seconds to wait."""
         if not self.rpm and not self.tpm:
-            return
-        while True:
-            with self.lock:
-                now = self.clock()
-                while self.events and now - self.events[0][0] >= 60.0:
-                    self.events.popleft()
-                used = sum(t for _, t in self.events)
-                fits_r = not self.rpm or len(self.events) < self.rpm
-                fits_t = not self.tpm or used + tokens <= self.tpm or not self.events
-                if fits_r and fits_t:
-                    self.events.append((now, tokens))
-                    return
-                wait = 60.0 - (now - self.events[0][0]) + 0.01
-            time.sleep(min(max(wait, 0.01), 5.0))
+            return 0.0
+        with self.lock:
+            now = self.clock()
+            while self.events and now - self.events[0][0] >= self.window:
+                self.events.popleft()
+            used = sum(t for _, t in self.events)
+            fits_r = self._max_requests is None or len(self.events) < self._max_requests
+            fits_t = self._max_tokens is None or used + tokens <= self._max_tokens or not self.events
+            if fits_r and fits_t:
+                self.events.append((now, tokens))
+                return 0.0
+            return max(self.window - (now - self.events[0][0]), 0.0) + 0.01
+
+    def acquire(self, tokens: int) -> None:
+        """Wait until a request of ``tokens`` fits, and take its slot."""
+        while (wait := self.reserve(tokens)) > 0:
+            time.sleep(min(wait, 5.0))
 
 
 def retry_after(exc: BaseException) -> float | None:
@@ -93,11 +109,12 @@ def rejects_json_schema(exc: BaseException) -> bool:
 class ChatClient:
     def __init__(self, *, api_key: str, base_url: str | None, timeout: float = 120.0, max_retries: int = 6,
                  backoff: float = 1.0, max_backoff: float = 60.0, rpm: int | None = None, tpm: int | None = None,
-                 log: Callable[..., None] | None = None) -> None:
+                 log: Callable[..., None] | None = None, limiter: Any = None, rate_window: float = 60.0) -> None:
         self._secret = api_key
         self.client = openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
         self.max_retries, self.backoff, self.max_backoff = max_retries, backoff, max_backoff
-        self.limiter = RateLimiter(rpm, tpm)
+        # ``limiter``: anything with ``acquire(tokens)`` shared by several clients (a cluster-wide one)
+        self.limiter = limiter if limiter is not None else RateLimiter(rpm, tpm, window=rate_window)
         self.structured = "json_schema"
         self._lock = threading.Lock()
         self.log = log or (lambda *a, **k: None)

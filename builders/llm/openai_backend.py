@@ -65,6 +65,7 @@ class OpenAIBackend:
         concurrency: int = 4,
         rpm: int | None = None,
         tpm: int | None = None,
+        rate_window: float = 60.0,
         timeout: float = 120.0,
         max_retries: int = 6,
         backoff: float = 1.0,
@@ -95,7 +96,8 @@ class OpenAIBackend:
         self.api_key_env = api_key_env
         self.cache = ResponseCache(cache_dir, enabled=cache)
         self.concurrency = max(1, int(concurrency))
-        self.rpm, self.tpm = rpm, tpm
+        self.rpm, self.tpm, self.rate_window = rpm, tpm, float(rate_window)
+        self.shared_limiter = None  # set by an engine that spreads requests over processes (one global limit)
         self.timeout, self.max_retries, self.backoff, self.max_backoff = timeout, max_retries, backoff, max_backoff
         self.max_reasks = max(0, int(max_reasks))
         self.max_batch = chunk if chunk else (None if self.batch else 256)
@@ -172,7 +174,8 @@ class OpenAIBackend:
                     key = "EMPTY"
                 self._client = ChatClient(api_key=key, base_url=self.base_url, timeout=self.timeout,
                                           max_retries=self.max_retries, backoff=self.backoff,
-                                          max_backoff=self.max_backoff, rpm=self.rpm, tpm=self.tpm, log=self._log)
+                                          max_backoff=self.max_backoff, rpm=self.rpm, tpm=self.tpm, log=self._log,
+                                          limiter=self.shared_limiter, rate_window=self.rate_window)
             return self._client
 
     def summary(self) -> str:

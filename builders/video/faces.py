@@ -7,6 +7,7 @@ ground-truth ``has_face`` means what the builder will measure.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import cv2
@@ -29,9 +30,26 @@ def _face_cascade():
     return _CASCADE
 
 
+def percentiles(gray: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """``np.percentile(gray, qs)`` (linear interpolation, the same floats) of an 8-bit image,
+    read off its cumulative histogram: ~10x cheaper than numpy's partition of every pixel."""
+    n = gray.size
+    cum = np.cumsum(np.bincount(gray.ravel(), minlength=256))
+    out = []
+    for q in qs:
+        idx = (n - 1) * (q / 100)
+        lo = int(math.floor(idx))
+        gamma = idx - lo
+        a = float(np.searchsorted(cum, lo, side="right"))  # the lo-th smallest value
+        b = float(np.searchsorted(cum, min(lo + 1, n - 1), side="right"))
+        d = b - a
+        out.append(a + d * gamma if gamma < 0.5 else b - d * (1 - gamma))  # numpy's _lerp
+    return out
+
+
 def _stretch(gray: np.ndarray) -> np.ndarray:
     """Linear contrast stretch (1st..99th percentile), so dim or hazy faces are found too."""
-    lo, hi = np.percentile(gray, (1, 99))
+    lo, hi = percentiles(gray, (1, 99)) if gray.dtype == np.uint8 and gray.size else np.percentile(gray, (1, 99))
     if hi - lo < 8:
         return gray
     return cv2.convertScaleAbs(gray, alpha=255.0 / (hi - lo), beta=-lo * 255.0 / (hi - lo))

@@ -11,6 +11,7 @@ not depend on the source resolution or on the size of the JPEGs kept.
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import cv2
@@ -181,10 +182,24 @@ def _analysis_size(rgb: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def measure_frame(rgb: np.ndarray, t: float, later: np.ndarray | None = None) -> tuple[FrameStats, np.ndarray]:
+def frame_key(rgb: np.ndarray) -> bytes:
+    """A digest of a frame's pixels (and shape), to recognise pixel-identical frames: a still
+    image or a slideshow repeats its picture from sample to sample."""
+    h = hashlib.blake2b(np.ascontiguousarray(rgb).data, digest_size=16)
+    h.update(repr(rgb.shape).encode())
+    return h.digest()
+
+
+def measure_frame(rgb: np.ndarray, t: float, later: np.ndarray | None = None, *,
+                  memo: dict | None = None, key: bytes | None = None) -> tuple[FrameStats, np.ndarray]:
     """Everything measured on one frame except motion (filled in later), and the frame at
     analysis size; ``later`` is the frame a moment after it in the same shot, if any (used to
-    tell overlays from texture)."""
+    tell overlays from texture).
+
+    With ``memo`` (one dict per clip) and ``key`` (``frame_key(rgb)``), the faces found on a
+    frame are reused for a pixel-identical frame: the detector is ~75% of this function's cost
+    and a still or slideshow repeats its picture, and the same pixels give the same faces.
+    """
     rgb = _analysis_size(rgb)
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     later_gray = cv2.cvtColor(_analysis_size(later), cv2.COLOR_RGB2GRAY) if later is not None else None
@@ -193,7 +208,11 @@ def measure_frame(rgb: np.ndarray, t: float, later: np.ndarray | None = None) ->
     pic = rgb[top : h - bottom] if (top or bottom) else rgb
     pgray = gray[top : h - bottom] if (top or bottom) else gray
     hsv = cv2.cvtColor(pic, cv2.COLOR_RGB2HSV_FULL)
-    faces = detect_faces(gray)
+    faces = memo.get(("faces", key)) if memo is not None and key is not None else None
+    if faces is None:
+        faces = detect_faces(gray)
+        if memo is not None and key is not None:
+            memo[("faces", key)] = faces
     face_size = float(max((fh for (_, _, _, fh) in faces), default=0)) / h
     edges = cv2.Canny(pgray, 80, 160)
     stats = FrameStats(

@@ -42,13 +42,14 @@ def sample(
 
 
 def _build_config(config, music4all, videos, out, work_dir, llm, workers, test_size, test_ratio, min_test,
-                  split_by, static_threshold, limit, llm_options=None):
+                  split_by, static_threshold, limit, llm_options=None, engine=None, ray_address=None):
     from builders.config import load_config
 
     return load_config(
         config, music4all=music4all, videos=videos, out=out, work_dir=work_dir, llm=llm, workers=workers,
-        limit=limit, **{"split.test_size": test_size, "split.test_ratio": test_ratio, "split.min_test": min_test,
-                        "split.by": split_by, "static.threshold": static_threshold},
+        limit=limit, engine=engine, ray_address=ray_address,
+        **{"split.test_size": test_size, "split.test_ratio": test_ratio, "split.min_test": min_test,
+           "split.by": split_by, "static.threshold": static_threshold},
         **{f"llm_options.{k}": v for k, v in (llm_options or {}).items()},
     )
 
@@ -63,7 +64,13 @@ def build(
         None, "--work-dir", help="Work folder for resumable stage results [OUT.work]."),
     config: Optional[Path] = typer.Option(None, "--config", help="build.yaml with any of these options."),
     llm: Optional[str] = typer.Option(None, "--llm", help="LLM backend: offline (default), openai, openai-batch."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1, help="Processes for frames/features."),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", "-j", min=1,
+        help="Processes for frames/features [1]; with --engine ray, at most this many actors [one per CPU]."),
+    engine: Optional[str] = typer.Option(
+        None, "--engine", help="Where per-clip work runs: local (default) or ray (pip install \"mv4all[ray]\")."),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray-address", help="ray: the cluster to join (auto, ray://HOST:PORT) [a local Ray on this machine]."),
     test_size: Optional[int] = typer.Option(None, "--test-size", help="Test clips (approximate, hash-stable)."),
     test_ratio: Optional[float] = typer.Option(None, "--test-ratio", help="Test fraction [paper: 1446/56446]."),
     min_test: Optional[int] = typer.Option(None, "--min-test", help="At least this many test clips [4]."),
@@ -90,6 +97,9 @@ def build(
     concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1, help="openai: requests in flight [4]."),
     rpm: Optional[int] = typer.Option(None, "--rpm", min=1, help="openai: at most this many requests per minute."),
     tpm: Optional[int] = typer.Option(None, "--tpm", min=1, help="openai: at most this many tokens per minute."),
+    rate_window: Optional[float] = typer.Option(
+        None, "--rate-window", min=0.1,
+        help="openai: seconds over which --rpm/--tpm hold (scaled); 1 also smooths bursts [60]."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="openai*: seconds per HTTP request [120]."),
     max_retries: Optional[int] = typer.Option(
         None, "--max-retries", min=0, help="openai*: retries on 429/5xx/timeouts [6]."),
@@ -106,6 +116,7 @@ def build(
     """Build the music-to-MV-description dataset (every stage, resumable)."""
     from pydantic import ValidationError
 
+    from builders.engines import EngineError
     from builders.music4all import Music4AllError
     from builders.pipeline import BuildError
     from mv4all.safety import UnsafeOutput
@@ -113,11 +124,12 @@ def build(
     llm_options = {k: v for k, v in dict(
         vision_model=vision_model, text_model=text_model, base_url=base_url,
         cache_dir=str(cache_dir) if cache_dir else None, detail=detail, frames_mode=frames_mode,
-        concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout, max_retries=max_retries, max_reasks=max_reasks,
+        concurrency=concurrency, rpm=rpm, tpm=tpm, rate_window=rate_window, timeout=timeout,
+        max_retries=max_retries, max_reasks=max_reasks,
         poll_interval=poll_interval).items() if v is not None}
     try:
         cfg = _build_config(config, music4all, videos, out, work_dir, llm, workers, test_size, test_ratio, min_test,
-                            split_by, static_threshold, limit, llm_options)
+                            split_by, static_threshold, limit, llm_options, engine, ray_address)
         if overwrite:
             cfg.overwrite = True
         backend = _make_backend(cfg)
@@ -138,6 +150,8 @@ def build(
     try:
         result = run_build(cfg, quiet, backend)
     except (Music4AllError, UnsafeOutput) as exc:
+        fail(str(exc), 2)
+    except EngineError as exc:
         fail(str(exc), 2)
     except BuildError as exc:
         fail(str(exc), 1)

@@ -1,0 +1,140 @@
+"""The Ray engine on a local 2-CPU Ray cluster started by the test: the same dataset as the local
+engine, byte for byte; a killed worker loses no clip; one rate limit for the whole cluster."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from builders.config import BuildConfig
+from builders.pipeline import build
+from tests.conftest import copy_corpus, copy_cpu_work
+from tests.fake_openai import FakeOpenAI
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+
+KEY = "sk-test-ray-0123456789"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A 2-CPU Ray on this machine, shared by the module's builds (the engine joins it)."""
+    if ray.is_initialized():
+        ray.shutdown()
+    # Workers read API keys from their own environment (the build never ships one): give the
+    # cluster the test's key the way a user exports theirs before `ray start`.
+    before = os.environ.get("OPENAI_API_KEY")
+    os.environ["OPENAI_API_KEY"] = KEY
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+    if before is None:
+        os.environ.pop("OPENAI_API_KEY", None)
+    else:
+        os.environ["OPENAI_API_KEY"] = before
+
+
+def _parquet(out: Path) -> dict[str, str]:
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*.parquet"))}
+
+
+def _worker_pids(name: str) -> list[int]:
+    """Processes whose title names the Ray actor class ``name`` (Ray sets ``ray::<actor>`` titles)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if cmdline.startswith("ray::") and name in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_ray_build_equals_local_build_even_when_a_worker_is_killed(local_ray, mini_corpus, mini_build, tmp_path):
+    cfg = BuildConfig(music4all=mini_corpus, out=tmp_path / "out", work_dir=tmp_path / "work", engine="ray")
+    attempts = tmp_path / "work" / "stages" / ".attempts" / "features"
+    killed: list[int] = []
+    done = threading.Event()
+
+    def kill_a_feature_worker() -> None:
+        """SIGKILL one CPU actor while it has a features clip in hand (its attempt file exists)."""
+        while not done.is_set() and not killed:
+            if any(attempts.glob("*/*.count")):
+                for pid in _worker_pids("_CpuWorker")[:1]:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=kill_a_feature_worker, daemon=True)
+    watcher.start()
+    try:
+        result = build(cfg, progress=False)
+    finally:
+        done.set()
+        watcher.join()
+    assert killed, "no CPU worker was seen working on a features clip"
+    assert not [f for f in result.failures if f.kind == "error"]
+    assert result.build_id == mini_build.result.build_id
+    assert _parquet(cfg.out) == _parquet(mini_build.out) and _parquet(cfg.out)
+    assert (cfg.out / "failures.jsonl").read_bytes() == (mini_build.out / "failures.jsonl").read_bytes()
+    assert not list(attempts.glob("*/*.count"))  # every clip finished: no attempt left open
+
+
+def test_a_clip_that_keeps_killing_its_worker_becomes_a_failure(tmp_path):
+    from builders.pipeline.cpu_jobs import MAX_ATTEMPTS, run_counted
+
+    marker = tmp_path / "attempts" / "clip.count"
+    job = {"stage": "features", "id": "clip", "audio": str(tmp_path / "missing.mp3"), "track": {},
+           "attempts_file": str(marker)}
+    marker.parent.mkdir()
+    marker.write_text(str(MAX_ATTEMPTS))  # three workers died on it already
+    result = run_counted(job)
+    assert not result["ok"] and "died 3 times" in result["error"] and not marker.exists()
+    result = run_counted(job)  # an ordinary attempt: counted, then cleared, whatever the outcome
+    assert not result["ok"] and "died" not in result["error"] and not marker.exists()
+
+
+def test_llm_stages_on_ray_share_one_rate_limit_and_never_ask_twice(local_ray, mini_corpus, mini_build, tmp_path,
+                                                                     monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    corpus = copy_corpus(mini_corpus, tmp_path / "corpus")
+    copy_cpu_work(mini_build.work, tmp_path / "work")
+    per_second = 2
+    options = {"base_url": None, "cache_dir": str(tmp_path / "cache"), "timeout": 5.0, "backoff": 0.02,
+               "max_retries": 4, "concurrency": 2, "rpm": 60 * per_second, "rate_window": 1.0}
+    with FakeOpenAI(KEY) as server:
+        options["base_url"] = server.url
+
+        def cfg(name: str) -> BuildConfig:
+            return BuildConfig(music4all=corpus, out=tmp_path / name, work_dir=tmp_path / "work", engine="ray",
+                               llm="openai", llm_options=options)
+
+        first = build(cfg("out"), progress=False)
+        chats = [e for e in server.log if e["path"] == "/v1/chat/completions"]
+        assert len(chats) > 3 * per_second and all(e["status"] == 200 for e in chats)
+        # 2 actors x 2 threads could send 4 at once (and do, with a limiter per process: 4 arrive within
+        # 0.1 s); one limit for the cluster lets 2 start in any second. The server sees them a little
+        # after the limiter let them go, so allow half a second of jitter.
+        times = sorted(e["time"] for e in chats)
+        fastest = min(b - a for a, b in zip(times, times[per_second:]))
+        assert fastest >= 0.5, f"{per_second + 1} requests reached the server within {fastest:.2f} s"
+        bodies = [json.dumps(b, sort_keys=True) for b in server.chat_bodies]
+        assert len(bodies) == len(set(bodies))  # no request sent twice within the build
+        assert first.count("mv_description") == 4
+
+        mark = len(server.log)
+        again = build(cfg("out2"), progress=False)  # a rerun (new --out, same work dir and cache)
+        assert server.log[mark:] == []
+        assert _parquet(again.out) == _parquet(first.out)
+    leaked = [p for p in tmp_path.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
+    assert not leaked
