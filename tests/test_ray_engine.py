@@ -138,3 +138,16 @@ def test_llm_stages_on_ray_share_one_rate_limit_and_never_ask_twice(local_ray, m
         assert _parquet(again.out) == _parquet(first.out)
     leaked = [p for p in tmp_path.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
     assert not leaked
+
+
+def test_a_key_missing_on_the_workers_is_a_clear_failure(local_ray, mini_corpus, mini_build, tmp_path, monkeypatch):
+    monkeypatch.setenv("MV4ALL_TEST_LATE_KEY", KEY)  # set after the cluster started: its workers lack it
+    copy_cpu_work(mini_build.work, tmp_path / "work")
+    cfg = BuildConfig(music4all=mini_corpus, out=tmp_path / "out", work_dir=tmp_path / "work", engine="ray",
+                      llm="openai", llm_options={"base_url": "http://127.0.0.1:9/v1", "cache_dir": str(tmp_path / "c"),
+                                                 "api_key_env": "MV4ALL_TEST_LATE_KEY"})
+    with pytest.raises(Exception, match="no clip produced a dataset row"):
+        build(cfg, progress=False)
+    reasons = {json.loads(line)["reason"] for line in (tmp_path / "work" / "failures.jsonl").read_text().splitlines()}
+    assert reasons and all("MV4ALL_TEST_LATE_KEY is set where the build runs but not on the Ray worker" in r
+                           for r in reasons), reasons

@@ -4,8 +4,8 @@
   madmom's processors once (``cpu_jobs.worker_init``) and run ``cpu_jobs.run_counted``. Ray Data
   restarts a dead actor and retries its clip; the attempt count kept in the work dir turns a clip
   that keeps killing workers into a recorded failure instead of an endless retry.
-- LLM stages: each ``Backend.run`` call is spread over actors that make the same backend from its
-  name and options (``made_with``) and read their API key from their own environment. One
+- LLM stages: each ``Backend.run`` call is spread over long-lived actors that make the same backend
+  from its name and options (``made_with``) and read their API key from their own environment. One
   rate-limit actor holds the build's requests and tokens per minute for every process in the
   cluster. The content-addressed answer cache is shared through its folder, so it must be on a
   filesystem every node sees; the Batch API path stays in the driver (one submission, no workers).
@@ -62,6 +62,7 @@ class RayEngine:
         _quiet_ray_data()
         self.cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self._limiters: dict[tuple, Any] = {}
+        self._owned: list[Any] = []  # actors that live as long as the build (killed by close)
 
     def actors(self, workers: int, items: int) -> int:
         """``--workers`` caps the pool; 1 (the default) means one actor per CPU of the cluster."""
@@ -99,11 +100,15 @@ class RayEngine:
             self._limiters[key] = ray.remote(num_cpus=0)(_LimiterActor).remote(rpm, tpm, window)
         return self._limiters[key]
 
+    def own(self, actors: list[Any]) -> None:
+        self._owned.extend(actors)
+
     def close(self) -> None:
         import ray
 
-        for handle in self._limiters.values():
+        for handle in [*self._owned, *self._limiters.values()]:
             ray.kill(handle)
+        self._owned.clear()
         self._limiters.clear()
         if self.started_here:
             ray.shutdown()
@@ -155,13 +160,22 @@ class SharedLimiter:
 
 
 class RayBackend:
-    """The driver's backend, except that ``run`` sends the clips to actors that make the same backend
-    (same name and options) and return their answers, counters and log events."""
+    """The driver's backend, except that ``run`` sends shares of the clips to long-lived actors that make
+    the same backend (same name and options) and return their answers, counters and log events.
+
+    The actors are started at the first ``run`` and serve every LLM stage of the build (a fresh pool per
+    stage and chunk would pay the actors' start-up hundreds of times on a paper-size build). Ray restarts
+    an actor that dies and retries its share; answers it had already received are in the shared cache,
+    so they are not paid for twice.
+    """
+
+    MAX_ACTORS = 32  # API work waits on the network and the rate limit, not on cores
 
     def __init__(self, engine: RayEngine, local: Backend):
         self._engine, self._local = engine, local
         self._log = None
         self._work: Path | None = None
+        self._actors: list[Any] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._local, name)
@@ -177,29 +191,42 @@ class RayBackend:
         name = getattr(self._local, "api_key_env", None)
         return name if name and os.environ.get(name) else None
 
+    def _pool(self) -> list[Any]:
+        import ray
+
+        if not self._actors:
+            local = self._local
+            limiter = self._engine.limiter(getattr(local, "rpm", None), getattr(local, "tpm", None),
+                                           float(getattr(local, "rate_window", 60.0)))
+            actor = ray.remote(num_cpus=1, max_restarts=2, max_task_retries=2)(_LLMWorker)
+            self._actors = [actor.remote(local.made_with, limiter, str(self._work) if self._work else None,
+                                         self._key_env())
+                            for _ in range(min(self._engine.cpus, self.MAX_ACTORS))]
+            self._engine.own(self._actors)
+            try:
+                ray.get([a.ready.remote() for a in self._actors])
+            except ray.exceptions.RayError as exc:  # e.g. no API key on the workers: say why, not where
+                from builders.engines import EngineError
+
+                lines = [line for line in str(exc).splitlines() if line.strip()]
+                self._actors = []
+                raise EngineError(f"the LLM workers could not start: {lines[-1] if lines else exc}") from exc
+        return self._actors
+
     def run(self, stage: Stage, inputs: list[StageInput]) -> list[StageResult]:
-        import ray.data
+        import ray
 
         if not inputs:
             return []
-        local = self._local
-        limiter = self._engine.limiter(getattr(local, "rpm", None), getattr(local, "tpm", None),
-                                       float(getattr(local, "rate_window", 60.0)))
-        # one share of the clips per actor, answered by the backend's own threads (``concurrency``)
-        actors = self._engine.actors(1, len(inputs))
-        share = math.ceil(len(inputs) / actors)
-        ds = ray.data.from_items([{"input": inp.model_dump_json()} for inp in inputs],
-                                 override_num_blocks=math.ceil(len(inputs) / share))
-        ds = ds.map_batches(
-            _LLMWorker, batch_size=share, num_cpus=1,
-            compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
-            fn_constructor_kwargs={"made_with": local.made_with, "stage": stage.name, "limiter": limiter,
-                                   "work": str(self._work) if self._work else None,
-                                   "key_env": self._key_env()})
+        actors = self._pool()[: len(inputs)]
+        share = math.ceil(len(inputs) / len(actors))
+        pending = [actor.run.remote(stage.name, [inp.model_dump_json() for inp in inputs[i * share:(i + 1) * share]])
+                   for i, actor in enumerate(actors) if inputs[i * share:(i + 1) * share]]
         results: list[StageResult] = []
-        stats = getattr(local, "stats", None)
-        for row in ds.iter_rows():
-            payload = json.loads(row["payload"])
+        stats = getattr(self._local, "stats", None)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            payload = json.loads(ray.get(done[0]))
             results.extend(StageResult.model_validate(r) for r in payload["results"])
             if isinstance(stats, Counter):
                 stats.update(payload["stats"])
@@ -210,16 +237,16 @@ class RayBackend:
 
 
 class _LLMWorker:
-    def __init__(self, made_with: tuple[str, dict], stage: str, limiter: Any, work: str | None, key_env: str | None):
+    """One LLM actor: the build's backend, made again here; answers a share of one stage's clips per call."""
+
+    def __init__(self, made_with: tuple[str, dict], limiter: Any, work: str | None, key_env: str | None):
         from builders.llm import get_backend
-        from builders.stages import LLM_STAGES
 
         if key_env and not os.environ.get(key_env):
             raise RuntimeError(f"{key_env} is set where the build runs but not on the Ray worker: set it in the "
                                "nodes' environment or in the job's runtime_env (it is never sent by the build)")
         name, options = made_with
         self.backend = get_backend(name, **options)
-        self.stage = next(s for s in LLM_STAGES if s.name == stage)
         self.events: list[dict] = []
         attach = getattr(self.backend, "attach", None)
         if callable(attach) and work:
@@ -227,13 +254,18 @@ class _LLMWorker:
         if limiter is not None and hasattr(self.backend, "shared_limiter"):
             self.backend.shared_limiter = SharedLimiter(limiter)
 
-    def __call__(self, batch: dict) -> dict:
-        inputs = [StageInput.model_validate_json(text) for text in batch["input"]]
+    def ready(self) -> bool:
+        return True
+
+    def run(self, stage_name: str, inputs_json: list[str]) -> str:
+        from builders.stages import LLM_STAGES
+
+        stage = next(s for s in LLM_STAGES if s.name == stage_name)
+        inputs = [StageInput.model_validate_json(text) for text in inputs_json]
         stats = getattr(self.backend, "stats", None)
         before = Counter(stats) if isinstance(stats, Counter) else Counter()
-        results = self.backend.run(self.stage, inputs)
+        results = self.backend.run(stage, inputs)
         after = Counter(stats) if isinstance(stats, Counter) else Counter()
         events, self.events = self.events, []
-        payload = {"results": [r.model_dump(mode="json") for r in results],
-                   "stats": dict(after - before), "log": events}
-        return {"payload": [json.dumps(payload, default=str)]}
+        return json.dumps({"results": [r.model_dump(mode="json") for r in results],
+                           "stats": dict(after - before), "log": events}, default=str)
