@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from builders.split import DEFAULT_SALT, SplitSpec
 from mv4all.schema import CLIP_SECONDS, FRAME_STEP_SECONDS
@@ -61,7 +61,8 @@ OPERATIONAL_LLM_OPTIONS = frozenset({
 class BuildConfig(Options):
     music4all: Path
     videos: Path | None = None  # default: MUSIC4ALL/videos when it exists
-    out: Path
+    # a folder, or an fsspec URL (s3://, gs://, file://...) the finished dataset is uploaded to
+    out: str | Path = Field(union_mode="left_to_right")
     work_dir: Path | None = None  # default: OUT.work (sibling, never uploaded)
     llm: str = "offline"
     llm_options: dict[str, Any] = Field(default_factory=dict)
@@ -75,6 +76,29 @@ class BuildConfig(Options):
     static: StaticOptions = Field(default_factory=StaticOptions)
     features: FeaturesOptions = Field(default_factory=FeaturesOptions)
     split: SplitOptions = Field(default_factory=SplitOptions)
+
+    @field_validator("out", mode="before")
+    @classmethod
+    def _out_path_or_url(cls, value: Any) -> Any:
+        text = str(value)
+        return text if "://" in text else Path(value)
+
+    @model_validator(mode="after")
+    def _url_needs_work_dir(self):
+        if self.out_url and self.work_dir is None:
+            raise ValueError(f"--out {self.out} is a URL: give --work-dir, a local or shared folder for the "
+                             "stage results (the dataset is written there first, then uploaded)")
+        return self
+
+    @property
+    def out_url(self) -> str | None:
+        """The fsspec URL the dataset is uploaded to, or None for a local ``--out``."""
+        return self.out if isinstance(self.out, str) else None
+
+    @property
+    def out_dir(self) -> Path:
+        """Where the dataset folder is written: ``--out``, or for a URL its copy in the work dir."""
+        return self.work / "dataset" if self.out_url else Path(self.out)
 
     @property
     def videos_dir(self) -> Path:

@@ -5,10 +5,11 @@ pipeline grows with the length it is given (its three STFTs, the networks' inter
 DBN's Viterbi table: ~2.5 GB for 3 minutes in one piece). So the song is measured in chunks of
 ``chunk_seconds`` with ``context_seconds`` of audio on each side, and only small per-frame results are kept:
 
-- **beats, downbeats, tempo**: the beat and downbeat networks run per chunk (with context, so the bidirectional
-  networks see past the cut) and their 100 fps activations are joined; madmom's comb-filter tempo runs on the
-  whole beat activation; the downbeat DBN decodes chunk by chunk (again with context), keeping the beats of each
-  chunk's core, so the Viterbi table stays the size of one chunk. The meter is the one most beats were decoded in.
+- **beats, downbeats, tempo**: the downbeat network runs per chunk (with context, so the bidirectional
+  network sees past the cut) and its 100 fps activations are joined; madmom's comb-filter tempo runs on the
+  whole beat evidence (beat + downbeat activation, as in ``builders.features``); the downbeat DBN decodes chunk
+  by chunk (again with context), keeping the beats of each chunk's core, so the Viterbi table stays the size of
+  one chunk. The meter is the one most beats were decoded in.
 - **key**: madmom's key CNN per chunk, its probabilities averaged over the song (weighted by length).
 - **chords**: madmom's chord CNN features per chunk (with context), joined, then one CRF decode over the song.
 - **sections**: chroma, MFCCs and loudness from one STFT per chunk, averaged per bar of the song's bar grid
@@ -39,7 +40,15 @@ from pathlib import Path
 
 import numpy as np
 
-from builders.features import FPS, SAMPLE_RATE, SILENCE_PEAK, UNKNOWN_KEY, FeatureExtractor, _run_chain, choose_tempo
+from builders.features import (
+    FPS,
+    SAMPLE_RATE,
+    SILENCE_PEAK,
+    UNKNOWN_KEY,
+    FeatureExtractor,
+    beat_evidence,
+    choose_tempo,
+)
 from mv4all.audio import AudioDecodeError, decode_frames, open_audio_stream
 from mv4all.schema import Chord, SongFacts, SongSection
 from mv4all.song import (
@@ -167,7 +176,7 @@ class SongAnalyzer:
         timings: dict[str, float] = {}
         duration = len(y) / SAMPLE_RATE
         silent = float(np.max(np.abs(y))) < SILENCE_PEAK or duration < 1.0
-        beat_act, down_act, chord_feats, key_probs, feats, feat_times = self._chunked_networks(y, silent, timings)
+        down_act, chord_feats, key_probs, feats, feat_times = self._chunked_networks(y, silent, timings)
         t = time.perf_counter()
         beats, meter = ([], 0) if silent else self._downbeats(down_act)
         timings["downbeat_dbn"] = round(time.perf_counter() - t, 3)
@@ -176,11 +185,11 @@ class SongAnalyzer:
             tempo, key, chords = 0.0, UNKNOWN_KEY, [Chord(start=0.0, end=round(duration, _DECIMALS), label="N")]
         else:
             fx = self.extractor
-            tempo, _ = choose_tempo(fx._tempi(beat_act), [b for b, _ in beats])
+            tempo, _ = choose_tempo(fx._tempi(beat_evidence(down_act)), [b for b, _ in beats])
             key = _key_label(key_probs)
             chords = self._chords(chord_feats, duration)
         timings["tempo_key_chords"] = round(time.perf_counter() - t, 3)
-        del beat_act, down_act, chord_feats
+        del down_act, chord_feats
         facts = SongFacts(duration=round(duration, _DECIMALS), tempo=float(tempo), beats_per_bar=meter, key=key,
                           downbeats=[round(b, _DECIMALS) for b, number in beats if number == 1], chords=chords)
         t = time.perf_counter()
@@ -205,7 +214,6 @@ class SongAnalyzer:
         fx = self.extractor
         n_frames = math.ceil(len(y) / _HOP)
         n_chord = math.ceil(len(y) / _CHORD_HOP)
-        beat_act = np.zeros(n_frames, dtype=np.float32)
         down_act = np.zeros((n_frames, 2), dtype=np.float32)
         chord_feats: np.ndarray | None = None
         key_sum, key_weight = None, 0.0
@@ -220,15 +228,8 @@ class SongAnalyzer:
             if silent or float(np.max(np.abs(chunk))) < SILENCE_PEAK:
                 continue
             signal = Signal(chunk, sample_rate=SAMPLE_RATE, num_channels=1)
-            with _add_time(timings, "spectrogram"):
-                beat_feats, down_feats = fx._spectral_features(signal, {})
-            a, b = c0 - f0, c1 - f0
-            with _add_time(timings, "beat_rnn"):
-                beat_act[c0:c1] = np.asarray(fx.beat_act.processors[1](beat_feats), dtype=np.float32)[a:b]
             with _add_time(timings, "downbeat_rnn"):
-                down_act[c0:c1] = np.asarray(_run_chain(fx.downbeat_act.processors[1:], down_feats),
-                                             dtype=np.float32)[a:b]
-            del beat_feats, down_feats
+                down_act[c0:c1] = fx.downbeat_activations(chunk)[c0 - f0 : c1 - f0]
             with _add_time(timings, "chord_cnn"):
                 cf = np.asarray(fx.chord_feat(signal), dtype=np.float32)
             if chord_feats is None:
@@ -242,7 +243,7 @@ class SongAnalyzer:
                 key_sum = probs * len(core) if key_sum is None else key_sum + probs * len(core)
                 key_weight += len(core)
         key_probs = None if key_sum is None else key_sum / key_weight
-        return (beat_act, down_act, chord_feats, key_probs, np.concatenate(feats, axis=1),
+        return (down_act, chord_feats, key_probs, np.concatenate(feats, axis=1),
                 np.concatenate(times))
 
     def _downbeats(self, act: np.ndarray) -> tuple[list[tuple[float, int]], int]:

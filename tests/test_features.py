@@ -180,8 +180,81 @@ def test_same_input_gives_identical_output(extractor, specs):
     first = extractor.extract(audio)
     assert extractor.extract(audio) == first
     assert extractor.extract(audio.copy()).model_dump_json() == first.model_dump_json()
-    # A second extractor computing the beat and downbeat STFTs separately agrees exactly.
-    assert FeatureExtractor(share_stft=False).extract(audio) == first
+
+
+# --------------------------------------------------------------------------- single pass, exact fast steps
+
+
+def test_single_pass_runs_no_beat_network(extractor):
+    """Tempo comes from the downbeat network's beat evidence: LLark's separate beat network is gone."""
+    from madmom.features.beats import RNNBeatProcessor
+
+    from builders.features import _runtimes
+
+    held = [v for v in vars(extractor).values() if isinstance(v, RNNBeatProcessor)]
+    assert not held and not hasattr(extractor, "beat_act")
+    sessions = [r for p in (extractor.downbeat_act, extractor.key_proc, extractor.chord_feat) for r in _runtimes(p)]
+    assert len(sessions) == 10  # 8 downbeat BLSTMs, key CNN, chord CNN (LLark's recipe: 18)
+    audio, _ = synthesize(default_specs(1)[0], duration=4.0)
+    extractor.extract(audio)
+    assert "beat_rnn" not in extractor.last_timings and "downbeat_rnn" in extractor.last_timings
+
+
+@pytest.mark.parametrize("bpm", [96.0, 140.0])
+def test_single_pass_tempo_of_a_click_track(extractor, bpm):
+    t = np.arange(int(12.0 * SR)) / SR
+    y = np.zeros_like(t, dtype=np.float32)
+    for k, onset in enumerate(np.arange(0.0, 12.0, 60.0 / bpm)):
+        i = int(onset * SR)
+        n = min(int(0.03 * SR), len(y) - i)
+        pitch = 1760.0 if k % 4 == 0 else 880.0
+        y[i : i + n] += (np.sin(2 * np.pi * pitch * t[:n]) * np.exp(-t[:n] * 150)).astype(np.float32)
+    f = extractor.extract(0.5 * y)
+    assert abs(f.tempo - bpm) <= 0.02 * bpm, f.tempo
+
+
+def test_batched_network_input_is_madmoms_exactly(extractor):
+    from madmom.audio.signal import Signal
+
+    from builders.madmom_fast import spectral_input
+
+    audio, _ = synthesize(default_specs(3)[2], duration=3.0)
+    audio = audio[: len(audio) - 123]  # not a whole number of hops
+    ours = spectral_input(extractor._plan, audio)
+    madmom = extractor.downbeat_act.processors[0](Signal(audio, sample_rate=SR, num_channels=1))
+    assert ours.dtype == madmom.dtype and ours.shape == madmom.shape
+    np.testing.assert_array_equal(ours, madmom)
+
+
+def test_fast_viterbi_decodes_madmoms_paths(extractor):
+    from madmom.features.downbeats import DBNDownBeatTrackingProcessor
+
+    from builders.madmom_fast import BarViterbi
+
+    assert all(isinstance(h, BarViterbi) for h in extractor.downbeat_proc.hmms)
+    reference = DBNDownBeatTrackingProcessor(beats_per_bar=[3, 4], fps=100)
+    audio, _ = synthesize(default_specs(4)[3], duration=8.0)
+    act = extractor.downbeat_activations(audio)
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(0.001, 0.3, size=(500, 2)).astype(np.float32) / 2  # no structure at all
+    for obs in (act, act[:20], noise):
+        for fast, slow in zip(extractor.downbeat_proc.hmms, reference.hmms, strict=True):
+            path, log_p = fast.viterbi(obs)
+            want, want_log_p = slow.viterbi(obs)
+            np.testing.assert_array_equal(path, want)
+            assert log_p == pytest.approx(want_log_p, rel=1e-9)
+    np.testing.assert_array_equal(extractor.downbeat_proc(act), reference(act))
+
+
+def test_rolloff_is_librosas():
+    import librosa
+
+    from builders.features import librosa_descriptors
+
+    audio, _ = synthesize(default_specs(2)[1], duration=3.0)
+    S = np.abs(librosa.stft(audio, n_fft=2048, hop_length=512, center=True))
+    want = librosa.feature.spectral_rolloff(S=S, sr=SR, roll_percent=0.85)[0].mean()
+    assert librosa_descriptors(audio, SR).spectral_rolloff_hz == round(float(want), 1)
 
 
 def test_extract_file_decodes_and_matches(extractor, extracted, tmp_path):
@@ -249,7 +322,7 @@ from builders.features import FeatureExtractor, limit_threads, _runtimes
 limit_threads()
 assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["MKL_NUM_THREADS"] == "1"
 fx = FeatureExtractor()
-runtimes = [r for p in (fx.beat_act, fx.downbeat_act, fx.key_proc, fx.chord_feat) for r in _runtimes(p)]
+runtimes = [r for p in (fx.downbeat_act, fx.key_proc, fx.chord_feat) for r in _runtimes(p)]
 assert len(runtimes) >= 4, len(runtimes)
 assert {r.session_options.intra_op_num_threads for r in runtimes} == {1}
 assert "torch" not in sys.modules

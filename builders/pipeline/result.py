@@ -28,6 +28,7 @@ class BuildResult:
     computed: Counter = field(default_factory=Counter)  # stage -> clips computed this run
     reused: Counter = field(default_factory=Counter)
     seconds: float = 0.0
+    published: str | None = None  # the URL the dataset was uploaded to (``--out`` given as a URL)
 
     def count(self, config: str, split: str | None = None) -> int:
         splits = self.rows.get(config, {})

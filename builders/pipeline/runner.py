@@ -28,6 +28,7 @@ from builders.music4all import Corpus, Music4AllError, read_music4all
 from builders.pipeline.cpu import cpu_stage_keys, run_cpu_stages, run_static_filter
 from builders.pipeline.export import export_dataset
 from builders.pipeline.llm import run_llm_stages
+from builders.pipeline.publish import check_remote
 from builders.pipeline.result import BuildResult
 from builders.stages import Backend, Usage
 from builders.store import BuildLog, StageStore
@@ -110,8 +111,12 @@ class Pipeline:
             return self._run()
 
     def _claim_out(self) -> Path:
-        """Refuse an --out that would mix with the inputs, or that is not ours; check it is writable."""
+        """Refuse an --out that would mix with the inputs, or that is not ours; check it is writable.
+        A URL --out is checked remotely and the dataset folder claimed is its copy in the work dir."""
         cfg = self.cfg
+        if cfg.out_url:
+            check_remote(cfg.out_url, overwrite=cfg.overwrite)
+            return claim_folder(cfg.out_dir, "dataset", overwrite=False)
         out = Path(cfg.out).resolve()
         for role, root in (("the Music4All folder", Path(cfg.music4all)), ("the videos folder", cfg.videos_dir),
                            ("the work folder", self.work)):
@@ -155,7 +160,7 @@ class Pipeline:
             lyrics = self._read_lyrics(corpus, ids)
             outputs = run_llm_stages(self, corpus, ids, visuals, features, kept, lyrics)
             if self.dry_run:
-                result = BuildResult(out=Path(cfg.out), work=self.work, build_id="dry-run", rows={},
+                result = BuildResult(out=cfg.out_dir, work=self.work, build_id="dry-run", rows={},
                                      failures=sorted(self.failures.values(), key=lambda f: (f.kind, f.stage, f.id)),
                                      usage=self.usage, stage_seconds=dict(self.stage_seconds),
                                      computed=self.computed, reused=self.reused)

@@ -57,7 +57,8 @@ def _build_config(config, music4all, videos, out, work_dir, llm, workers, test_s
 @app.command()
 def build(
     music4all: Optional[Path] = typer.Option(None, "--music4all", help="Music4All root (CSVs, audios/, lyrics/)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Dataset folder to write."),
+    out: Optional[str] = typer.Option(
+        None, "--out", "-o", help="Dataset folder to write, or an fsspec URL to upload it to (s3://, gs://, ...)."),
     videos: Optional[Path] = typer.Option(
         None, "--videos", help="Folder of {id}.mp4 music videos (.webm/.mkv/.mov also found) [MUSIC4ALL/videos]."),
     work_dir: Optional[Path] = typer.Option(
@@ -226,4 +227,4 @@ def print_build_summary(result) -> None:
         console.print(f"  LLM total: {sum(u.requests for u in paid)} requests, "
                       f"{sum(u.input_tokens for u in paid)} in / {sum(u.output_tokens for u in paid)} out tokens, "
                       f"{total} actually spent")
-    console.print(f"dataset: {result.out}")
+    console.print(f"dataset: {result.out}" + (f", uploaded to {result.published}" if result.published else ""))
