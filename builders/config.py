@@ -84,7 +84,9 @@ class BuildConfig(Options):
         return text if "://" in text else Path(value)
 
     @model_validator(mode="after")
-    def _url_needs_work_dir(self):
+    def _consistent(self):
+        if self.ray_address and self.engine != "ray":
+            raise ValueError(f"--ray-address {self.ray_address} needs --engine ray")
         if self.out_url and self.work_dir is None:
             raise ValueError(f"--out {self.out} is a URL: give --work-dir, a local or shared folder for the "
                              "stage results (the dataset is written there first, then uploaded)")

@@ -26,6 +26,13 @@ def test_build_rejects_bad_options(tmp_path):
     assert res.exit_code == 2 and "either" in res.output
     res = runner.invoke(app, ["build", "--music4all", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "not found" in res.output
+    base = ["build", "--music4all", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]
+    for extra, message in ((["--engine", "spark"], "'local' or 'ray'"),
+                           (["--ray-address", "auto"], "needs --engine ray")):
+        res = runner.invoke(app, base + extra, terminal_width=400)
+        assert res.exit_code == 2 and message in res.output, res.output
+    res = runner.invoke(app, ["build", "--music4all", str(tmp_path), "--out", "s3://bucket/ds"], terminal_width=400)
+    assert res.exit_code == 2 and "give --work-dir" in res.output, res.output
 
 
 def test_help_lists_commands():
