@@ -153,8 +153,9 @@ def test_a_key_missing_on_the_workers_is_a_clear_failure(local_ray, mini_corpus,
                            for r in reasons), reasons
 
 
-def test_out_as_an_fsspec_url_gets_the_same_files(mini_corpus, mini_build, tmp_path):
-    """--out memory://... : built in the work dir, uploaded with build_info.json last, foreign folders refused."""
+def test_started_locally_finished_on_ray_into_an_fsspec_url(local_ray, mini_corpus, mini_build, tmp_path):
+    """Half the features from a local build, the rest on Ray; --out memory://... gets the local build's
+    files (built in the work dir, uploaded with build_info.json last); a foreign folder is refused."""
     import fsspec
 
     from mv4all.safety import UnsafeOutput
@@ -162,10 +163,13 @@ def test_out_as_an_fsspec_url_gets_the_same_files(mini_corpus, mini_build, tmp_p
     fs = fsspec.filesystem("memory")
     url = f"memory://mv4all-test-{tmp_path.name}/ds"
     copy_cpu_work(mini_build.work, tmp_path / "work")
+    for record in sorted((tmp_path / "work" / "stages" / "features").glob("*/*.json"))[:2]:
+        record.unlink()  # as if the local build had stopped half-way through its features
     fs.pipe(f"{url}/data/mv_description/train-00007-of-00009.parquet", b"a shard of an earlier build")
     fs.pipe(f"{url}/build_info.json", b"{}")
-    cfg = BuildConfig(music4all=mini_corpus, out=url, work_dir=tmp_path / "work")
+    cfg = BuildConfig(music4all=mini_corpus, out=url, work_dir=tmp_path / "work", engine="ray")
     result = build(cfg, progress=False)
+    assert result.computed["features"] == 2 and result.reused["features"] == 2
     assert result.published == url and result.build_id == mini_build.result.build_id
     local = {str(p.relative_to(mini_build.out)): p.read_bytes() for p in mini_build.out.rglob("*.parquet")}
     remote = {p.split("/ds/", 1)[1]: fs.cat(p) for p in fs.find(url) if p.endswith(".parquet")}
