@@ -31,7 +31,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from builders.madmom_fast import fast_bar_hmm, spectral_input, spectral_plan
+from builders.madmom_fast import cnn_plan, cnn_spectrograms, fast_bar_hmm, hpss_energies, spectral_input, spectral_plan
 from mv4all.schema import Beat, Chord, LibrosaDescriptors, MusicFeatures, Track
 
 __all__ = [
@@ -150,9 +150,10 @@ class FeatureExtractor:
     variations) tempo, key, downbeat and meter accuracy were unchanged or better, for
     ~0.3 s less per clip; ``bench/llark_recipe.py`` keeps the plain two-network recipe.
 
-    The downbeat network's input (three STFTs, log filterbanks, positive differences) is
-    computed batched over frames (:mod:`builders.madmom_fast`), bit-identical to madmom's
-    frame-by-frame chain, which it falls back to if the chain's layout ever differs. The
+    The networks' inputs (the downbeat network's three STFTs, log filterbanks, positive
+    differences; one STFT shared by the key and chord CNNs) are computed batched over frames
+    (:mod:`builders.madmom_fast`), bit-identical to madmom's frame-by-frame chains, which
+    run instead if a chain's layout ever differs. The
     downbeat DBN keeps madmom's model and decodes it with :mod:`builders.madmom_fast`
     (same paths, ~3x faster).
 
@@ -199,6 +200,8 @@ class FeatureExtractor:
             self.downbeat_proc.hmms = fast
         self.chord_proc = CRFChordRecognitionProcessor()
         self._plan = spectral_plan(self.downbeat_act.processors[0])
+        cnn_plans = (cnn_plan(self.key_proc), cnn_plan(self.chord_feat))
+        self._cnn_plans = cnn_plans if all(cnn_plans) else None
         self.last_timings: dict[str, float] = {}
 
     # ------------------------------------------------------------------ public
@@ -212,13 +215,10 @@ class FeatureExtractor:
         :data:`UNKNOWN_KEY` with confidence 0 and one "N" chord. ``beats_per_bar`` is 0
         whenever fewer than a bar of beats were found.
         """
-        from madmom.audio.signal import Signal
-
         y = _validate(audio)
         timings: dict[str, float] = {}
         if float(np.max(np.abs(y))) < SILENCE_PEAK:
             return self._silent_record(y, track, timings)
-        signal = Signal(y, sample_rate=SAMPLE_RATE, num_channels=1)
 
         downbeat_act = self.downbeat_activations(y, timings)
         with _timed(timings, "tempo"):
@@ -226,10 +226,12 @@ class FeatureExtractor:
         with _timed(timings, "downbeat_dbn"):
             beats, meter = self._downbeats(downbeat_act)
         tempo, strength = choose_tempo(tempi, [b.time for b in beats]) if self.octave_check else _top(tempi)
+        with _timed(timings, "cnn_spectrogram"):
+            (key_chain, key_in), (chord_chain, chord_in) = self._cnn_inputs(y)
         with _timed(timings, "key"):
-            key, key_conf = self._key(signal)
+            key, key_conf = self._key(_run_chain(key_chain, key_in))
         with _timed(timings, "chords"):
-            chords = self._chords(signal, duration=len(y) / SAMPLE_RATE)
+            chords = self._chords(_run_chain(chord_chain, chord_in), duration=len(y) / SAMPLE_RATE)
         with _timed(timings, "librosa"):
             descriptors = librosa_descriptors(y, SAMPLE_RATE)
         self.last_timings = timings
@@ -313,14 +315,28 @@ class FeatureExtractor:
         meter = int(grid[:, 1].max())
         return beats, meter if meter in METERS else 0
 
-    def _key(self, signal) -> tuple[str, float]:
+    def _cnn_inputs(self, y: np.ndarray) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+        """``(processors, input)`` for the key and the chord CNN.
+
+        Both networks' spectrograms come from one batched STFT (:func:`builders.madmom_fast.cnn_spectrograms`,
+        madmom's numbers); if a processor's layout is not the expected one, madmom's whole chain runs.
+        """
+        if self._cnn_plans is None:
+            from madmom.audio.signal import Signal
+
+            signal = Signal(y, sample_rate=SAMPLE_RATE, num_channels=1)
+            return ([self.key_proc], signal), ([self.chord_feat], signal)
+        key_in, chord_in = cnn_spectrograms(list(self._cnn_plans), y)
+        return (self._cnn_plans[0][-1], key_in), (self._cnn_plans[1][-1], chord_in)
+
+    def _key(self, probs: np.ndarray) -> tuple[str, float]:
         from madmom.features.key import key_prediction_to_label
 
-        probs = np.atleast_2d(self.key_proc(signal))
+        probs = np.atleast_2d(probs)
         return key_prediction_to_label(probs), _r(probs[0].max())
 
-    def _chords(self, signal, duration: float) -> list[Chord]:
-        segments = self.chord_proc(self.chord_feat(signal))
+    def _chords(self, feats: np.ndarray, duration: float) -> list[Chord]:
+        segments = self.chord_proc(feats)
         chords = []
         for start, end, label in segments:
             start, end = _r(start, _TIME_DECIMALS), _r(min(end, duration), _TIME_DECIMALS)
@@ -404,11 +420,14 @@ def librosa_descriptors(y: np.ndarray, sr: int = SAMPLE_RATE) -> LibrosaDescript
 
     # Centroid and bandwidth (librosa's p=2 definition) from two spectral moments: one
     # matrix product each instead of librosa's per-bin deviation arrays.
+    # S is cast to float64 once, so both products run in BLAS (a float64 @ float32 product takes numpy's own
+    # slower loop, 8x the time); the sums differ from that loop's in the last bits only.
     freqs = librosa.fft_frequencies(sr=sr, n_fft=n_fft)
     weight = S.sum(axis=0)
     safe = np.where(weight > 0, weight, 1.0)
-    centroid = (freqs @ S) / safe
-    spread = (freqs**2 @ S) / safe - centroid**2
+    S64 = S.astype(np.float64)
+    centroid = (freqs @ S64) / safe
+    spread = (freqs**2 @ S64) / safe - centroid**2
     bandwidth = np.sqrt(np.maximum(spread, 0.0))
     # Roll-off (librosa's definition: lowest bin whose cumulative energy reaches 85 %) as a count of
     # the bins below the threshold: the cumulative sum only grows, and it skips librosa's nanmin.
@@ -430,10 +449,9 @@ def librosa_descriptors(y: np.ndarray, sr: int = SAMPLE_RATE) -> LibrosaDescript
         onsets = np.zeros(0, dtype=int)
     # HPSS on a 64-band mel power spectrogram at half the frame rate (kernels ~0.4 s and
     # 17 bands): a tenth of the cost of HPSS on the full STFT, and the energy share it
-    # feeds is a coarse descriptor anyway.
-    coarse = _pool(_pool(mel, axis=0), axis=1)
-    harmonic, percussive = librosa.decompose.hpss(coarse, kernel_size=(17, 17))
-    hp_total = float(harmonic.sum() + percussive.sum())
+    # feeds is a coarse descriptor anyway. librosa.decompose.hpss's numbers, with faster median filters.
+    harmonic, percussive = hpss_energies(_pool(_pool(mel, axis=0), axis=1), kernel_size=17)
+    hp_total = float(harmonic + percussive)
     with warnings.catch_warnings():  # tuning of a near-silent clip: librosa warns, we use 0
         warnings.simplefilter("ignore", UserWarning)
         # tuning=0: librosa's tuning estimate runs numba kernels whose on-disk cache two
@@ -453,7 +471,7 @@ def librosa_descriptors(y: np.ndarray, sr: int = SAMPLE_RATE) -> LibrosaDescript
         spectral_flatness=_r(min(float(flatness.mean()), 1.0), 6),
         zero_crossing_rate=_r(zcr),
         onset_rate=_r(0.0 if silent else len(onsets) / duration, 3),
-        percussive_ratio=_r(percussive.sum() / hp_total if hp_total > 0 else 0.0),
+        percussive_ratio=_r(percussive / hp_total if hp_total > 0 else 0.0),
         chroma_mean=[_r(v) for v in (np.zeros(12) if silent else chroma.mean(axis=1))],
     )
 

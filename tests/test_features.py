@@ -226,6 +226,37 @@ def test_batched_network_input_is_madmoms_exactly(extractor):
     np.testing.assert_array_equal(ours, madmom)
 
 
+def test_key_and_chord_spectrograms_are_madmoms_exactly(extractor):
+    from madmom.audio.signal import Signal
+
+    from builders.features import _run_chain
+    from builders.madmom_fast import cnn_spectrograms
+
+    assert extractor._cnn_plans is not None  # the fast path is in use
+    audio, _ = synthesize(default_specs(3)[2], duration=3.0)
+    for clip in (audio, audio[: len(audio) - 4567]):  # also not a whole number of key frames
+        signal = Signal(clip, sample_rate=SR, num_channels=1)
+        ours = cnn_spectrograms(list(extractor._cnn_plans), clip)
+        for proc, spec in zip((extractor.key_proc, extractor.chord_feat), ours, strict=True):
+            madmom = _run_chain(proc.processors[:4], signal)
+            assert spec.dtype == madmom.dtype and spec.shape == madmom.shape
+            np.testing.assert_array_equal(spec, madmom)
+    key_in, chord_in = ours
+    np.testing.assert_array_equal(_run_chain(extractor._cnn_plans[0][-1], key_in), extractor.key_proc(signal))
+
+
+def test_hpss_energies_are_librosas():
+    import librosa
+
+    from builders.madmom_fast import hpss_energies
+
+    rng = np.random.default_rng(1)
+    S = (rng.gamma(0.5, size=(64, 300)) ** 2).astype(np.float32)
+    S[:, 40:60] = 0  # silent stretch: librosa's zero-energy branch of the masks
+    harmonic, percussive = librosa.decompose.hpss(S, kernel_size=(17, 17))
+    assert hpss_energies(S, kernel_size=17) == (harmonic.sum(), percussive.sum())
+
+
 def test_fast_viterbi_decodes_madmoms_paths(extractor):
     from madmom.features.downbeats import DBNDownBeatTrackingProcessor
 
