@@ -111,9 +111,9 @@ class BuildConfig(Options):
         return Path(self.work_dir) if self.work_dir else Path(str(Path(self.out)) + ".work")
 
     def output_options(self) -> dict[str, Any]:
-        """Options that change the dataset (not paths, not workers): recorded in build_info."""
-        out = self.model_dump(mode="json", exclude={"music4all", "videos", "out", "work_dir", "workers", "overwrite",
-                                                           "engine", "ray_address"})
+        """Options that change the dataset (not paths, not workers or engine): recorded in build_info."""
+        paths_and_runtime = {"music4all", "videos", "out", "work_dir", "workers", "overwrite", "engine", "ray_address"}
+        out = self.model_dump(mode="json", exclude=paths_and_runtime)
         out["llm_options"] = {k: v for k, v in out["llm_options"].items() if k not in OPERATIONAL_LLM_OPTIONS}
         return out
 
