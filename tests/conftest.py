@@ -77,6 +77,45 @@ def mini_build(mini_corpus, tmp_path_factory) -> SampleBuild:
     return _build(mini_corpus, tmp_path_factory.mktemp("mini-build"))
 
 
+def processes_named(fragment: str, parent: int | None = None) -> list[int]:
+    """Pids of this machine's other processes whose command line holds ``fragment`` (worker processes
+    a test kills: Ray actors are titled ``ray::<Class>``, spawned pool workers run ``spawn_main``),
+    only the children of ``parent`` when given."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if fragment not in cmdline:
+            continue
+        if parent is not None:
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid != parent:
+                continue
+        pids.append(int(entry.name))
+    return pids
+
+
+def kill_one_during(attempts: Path, fragment: str, killed: list[int], done, parent: int | None = None) -> None:
+    """SIGKILL one process named ``fragment`` while a clip is in hand (an attempt file exists under
+    ``attempts``), as the OOM killer would; run in a thread until ``done`` is set."""
+    import signal
+    import time
+
+    while not done.is_set() and not killed:
+        if any(attempts.glob("*/*.count")):
+            for pid in processes_named(fragment, parent)[:1]:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        time.sleep(0.05)
+
+
 def copy_corpus(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst

@@ -6,16 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from builders.config import BuildConfig
 from builders.pipeline import build
-from tests.conftest import copy_corpus, copy_cpu_work
+from tests.conftest import copy_corpus, copy_cpu_work, kill_one_during
 from tests.fake_openai import FakeOpenAI
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
@@ -45,37 +43,13 @@ def _parquet(out: Path) -> dict[str, str]:
     return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*.parquet"))}
 
 
-def _worker_pids(name: str) -> list[int]:
-    """Processes whose title names the Ray actor class ``name`` (Ray sets ``ray::<actor>`` titles)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if cmdline.startswith("ray::") and name in cmdline:
-            pids.append(int(entry.name))
-    return pids
-
-
 def test_ray_build_equals_local_build_even_when_a_worker_is_killed(local_ray, mini_corpus, mini_build, tmp_path):
     cfg = BuildConfig(music4all=mini_corpus, out=tmp_path / "out", work_dir=tmp_path / "work", engine="ray")
     attempts = tmp_path / "work" / "stages" / ".attempts" / "features"
     killed: list[int] = []
     done = threading.Event()
-
-    def kill_a_feature_worker() -> None:
-        """SIGKILL one CPU actor while it has a features clip in hand (its attempt file exists)."""
-        while not done.is_set() and not killed:
-            if any(attempts.glob("*/*.count")):
-                for pid in _worker_pids("_CpuWorker")[:1]:
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
-            time.sleep(0.05)
-
-    watcher = threading.Thread(target=kill_a_feature_worker, daemon=True)
+    watcher = threading.Thread(target=kill_one_during, args=(attempts, "ray::MapWorker(MapBatches(_CpuWorker", killed,
+                                                             done), daemon=True)
     watcher.start()
     try:
         result = build(cfg, progress=False)

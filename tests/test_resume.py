@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from builders.store import read_log
-from tests.conftest import _build, copy_corpus, copy_cpu_work
+from tests.conftest import _build, copy_corpus, copy_cpu_work, kill_one_during
 
 
 def _tables(out: Path) -> dict:
@@ -126,3 +126,25 @@ def test_edited_lyrics_rerun_only_the_stages_that_read_them(mini_corpus, mini_bu
     for key in ("mv_type", "music_caption", "frame_captions"):
         assert after[clip][key] == before[clip][key], key
     assert all(after[i] == {**before[i], "provenance": after[i]["provenance"]} for i in after if i != clip)
+
+
+def test_a_killed_worker_process_loses_no_clip(mini_corpus, mini_build, tmp_path):
+    """The OOM killer takes a local worker mid-clip: the pool is rebuilt, the clip it held is run again
+    (alone first, so a clip that kills every worker cannot take others with it), nothing is lost."""
+    import threading
+
+    attempts = tmp_path / "work" / "stages" / ".attempts" / "features"
+    killed: list[int] = []
+    done = threading.Event()
+    watcher = threading.Thread(target=kill_one_during, args=(attempts, "spawn_main", killed, done, os.getpid()),
+                               daemon=True)
+    watcher.start()
+    try:
+        result = _build(mini_corpus, tmp_path, workers=2).result
+    finally:
+        done.set()
+        watcher.join()
+    assert killed, "no worker process was seen working on a features clip"
+    assert not [f for f in result.failures if f.kind == "error"]
+    assert result.build_id == mini_build.result.build_id
+    assert not list(attempts.glob("*/*.count"))
