@@ -97,12 +97,12 @@ def test_llm_stages_on_ray_share_one_rate_limit_and_never_ask_twice(local_ray, m
         first = build(cfg("out"), progress=False)
         chats = [e for e in server.log if e["path"] == "/v1/chat/completions"]
         assert len(chats) > 3 * per_second and all(e["status"] == 200 for e in chats)
-        # 2 actors x 2 threads could send 4 at once (and do, with a limiter per process: 4 arrive within
-        # 0.1 s); one limit for the cluster lets 2 start in any second. The server sees them a little
-        # after the limiter let them go, so allow half a second of jitter.
+        # 2 actors x 2 threads could send 4 at once (and do, with a limiter per process: 3 arrived within
+        # 0.07-0.21 s); one limit for the cluster lets 2 start in any second. The server sees them a little
+        # after the limiter let them go (a loaded CI machine delays some more than others): allow 0.65 s.
         times = sorted(e["time"] for e in chats)
         fastest = min(b - a for a, b in zip(times, times[per_second:]))
-        assert fastest >= 0.5, f"{per_second + 1} requests reached the server within {fastest:.2f} s"
+        assert fastest >= 0.35, f"{per_second + 1} requests reached the server within {fastest:.2f} s"
         bodies = [json.dumps(b, sort_keys=True) for b in server.chat_bodies]
         assert len(bodies) == len(set(bodies))  # no request sent twice within the build
         assert first.count("mv_description") == 4
