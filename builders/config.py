@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from builders.locations import check_url
 from builders.split import DEFAULT_SALT, SplitSpec
 from mv4all.schema import CLIP_SECONDS, FRAME_STEP_SECONDS
 
@@ -63,7 +66,9 @@ class BuildConfig(Options):
     videos: Path | None = None  # default: MUSIC4ALL/videos when it exists
     # a folder, or an fsspec URL (s3://, gs://, file://...) the finished dataset is uploaded to
     out: str | Path = Field(union_mode="left_to_right")
-    work_dir: Path | None = None  # default: OUT.work (sibling, never uploaded)
+    # a folder (default: OUT.work, a sibling never uploaded), or an fsspec URL every worker can reach
+    work_dir: str | Path | None = Field(default=None, union_mode="left_to_right")
+    scratch_dir: Path | None = None  # with a URL work dir: this machine's log and dataset copy [~/.cache]
     llm: str = "offline"
     llm_options: dict[str, Any] = Field(default_factory=dict)
     workers: int = 1  # local: worker processes; ray: at most this many actors (1: one per CPU of the cluster)
@@ -77,9 +82,11 @@ class BuildConfig(Options):
     features: FeaturesOptions = Field(default_factory=FeaturesOptions)
     split: SplitOptions = Field(default_factory=SplitOptions)
 
-    @field_validator("out", mode="before")
+    @field_validator("out", "work_dir", mode="before")
     @classmethod
-    def _out_path_or_url(cls, value: Any) -> Any:
+    def _path_or_url(cls, value: Any) -> Any:
+        if value is None:
+            return None
         text = str(value)
         return text if "://" in text else Path(value)
 
@@ -88,8 +95,13 @@ class BuildConfig(Options):
         if self.ray_address and self.engine != "ray":
             raise ValueError(f"--ray-address {self.ray_address} needs --engine ray")
         if self.out_url and self.work_dir is None:
-            raise ValueError(f"--out {self.out} is a URL: give --work-dir, a local or shared folder for the "
-                             "stage results (the dataset is written there first, then uploaded)")
+            raise ValueError(f"--out {self.out} is a URL: give --work-dir, a folder or a URL for the stage "
+                             "results (the dataset is written in the work dir first, then uploaded)")
+        for what, url in (("--out", self.out_url), ("--work-dir", self.work_url)):
+            if url:
+                check_url(url, what)
+        if self.scratch_dir is not None and not self.work_url:
+            raise ValueError("--scratch-dir is for a URL --work-dir only (a folder work dir holds everything)")
         return self
 
     @property
@@ -98,8 +110,13 @@ class BuildConfig(Options):
         return self.out if isinstance(self.out, str) else None
 
     @property
+    def work_url(self) -> str | None:
+        """The fsspec URL of the work dir, or None for a folder."""
+        return self.work_dir if isinstance(self.work_dir, str) else None
+
+    @property
     def out_dir(self) -> Path:
-        """Where the dataset folder is written: ``--out``, or for a URL its copy in the work dir."""
+        """Where the dataset folder is written: ``--out``, or for a URL its copy in the (local) work folder."""
         return self.work / "dataset" if self.out_url else Path(self.out)
 
     @property
@@ -108,11 +125,24 @@ class BuildConfig(Options):
 
     @property
     def work(self) -> Path:
+        """The build's local folder: the work dir itself, or for a URL work dir this machine's scratch
+        folder (build log, the dataset's copy before upload, the Batch API ledger)."""
+        if self.work_url:
+            if self.scratch_dir is not None:
+                return Path(self.scratch_dir)
+            tag = hashlib.sha256(self.work_url.rstrip("/").encode()).hexdigest()[:16]
+            return Path(os.path.expanduser("~/.cache/mv4all/scratch")) / tag
         return Path(self.work_dir) if self.work_dir else Path(str(Path(self.out)) + ".work")
+
+    @property
+    def work_root(self) -> str:
+        """Where stage records and frames live: the work dir's URL, or its folder."""
+        return self.work_url or str(self.work)
 
     def output_options(self) -> dict[str, Any]:
         """Options that change the dataset (not paths, not workers or engine): recorded in build_info."""
-        paths_and_runtime = {"music4all", "videos", "out", "work_dir", "workers", "overwrite", "engine", "ray_address"}
+        paths_and_runtime = {"music4all", "videos", "out", "work_dir", "scratch_dir", "workers", "overwrite", "engine",
+                             "ray_address"}
         out = self.model_dump(mode="json", exclude=paths_and_runtime)
         out["llm_options"] = {k: v for k, v in out["llm_options"].items() if k not in OPERATIONAL_LLM_OPTIONS}
         return out

@@ -44,7 +44,7 @@ class StageInput(Record):
     track: Track | None = None
     music_features: MusicFeatures | None = None
     visual: VisualStats | None = None
-    frame_images: list[str] | None = None  # JPEG paths inside the work dir, one per frame
+    frame_images: list[str] | None = None  # JPEGs in the work dir (paths or URLs), one per frame
     lyrics: str | None = None
     music_caption: str | None = None
     lyrics_understanding: str | None = None

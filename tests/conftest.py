@@ -102,14 +102,16 @@ def processes_named(fragment: str, parent: int | None = None) -> list[int]:
     return pids
 
 
-def kill_one_during(attempts: Path, fragment: str, killed: list[int], done, parent: int | None = None) -> None:
+def kill_one_during(attempts, fragment: str, killed: list[int], done, parent: int | None = None) -> None:
     """SIGKILL one process named ``fragment`` while a clip is in hand (an attempt file exists under
-    ``attempts``), as the OOM killer would; run in a thread until ``done`` is set."""
+    the folder ``attempts``, or the callable ``attempts`` says so), as the OOM killer would; run in a
+    thread until ``done`` is set."""
     import signal
     import time
 
+    in_hand = attempts if callable(attempts) else (lambda: any(attempts.glob("*/*.count")))
     while not done.is_set() and not killed:
-        if any(attempts.glob("*/*.count")):
+        if in_hand():
             for pid in processes_named(fragment, parent)[:1]:
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)

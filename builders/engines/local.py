@@ -12,9 +12,9 @@ from __future__ import annotations
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
 from typing import Iterator
 
+from builders.locations import exists
 from builders.stages import Backend
 
 
@@ -49,7 +49,7 @@ class LocalEngine:
                 del remaining[index]
                 finished += 1
                 yield result
-            suspects = [i for i in remaining if Path(remaining[i]["attempts_file"]).exists()] if broken else []
+            suspects = [i for i in remaining if exists(remaining[i]["attempts_file"])] if broken else []
             fruitless = 0 if finished or suspects else fruitless + 1
             if fruitless >= 2:
                 raise RuntimeError("the worker processes die before they can start a clip (see the log above)")

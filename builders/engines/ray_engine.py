@@ -174,17 +174,17 @@ class RayBackend:
     def __init__(self, engine: RayEngine, local: Backend):
         self._engine, self._local = engine, local
         self._log = None
-        self._work: Path | None = None
+        self._work: str | None = None
         self._actors: list[Any] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._local, name)
 
-    def attach(self, work: Path, log) -> None:
+    def attach(self, work: str | Path, log) -> None:
         attach = getattr(self._local, "attach", None)
         if callable(attach):
             attach(work=work, log=log)
-        self._work, self._log = Path(work), log
+        self._work, self._log = str(work), log
 
     def _key_env(self) -> str | None:
         """The API key's variable when this process has it: workers must have it too (never sent to them)."""
@@ -250,7 +250,7 @@ class _LLMWorker:
         self.events: list[dict] = []
         attach = getattr(self.backend, "attach", None)
         if callable(attach) and work:
-            attach(work=Path(work), log=lambda event, **fields: self.events.append({"event": event, **fields}))
+            attach(work=work, log=lambda event, **fields: self.events.append({"event": event, **fields}))
         if limiter is not None and hasattr(self.backend, "shared_limiter"):
             self.backend.shared_limiter = SharedLimiter(limiter)
 

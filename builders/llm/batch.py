@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from builders.locations import is_url, join, names_in, read_bytes, read_many, write_bytes
+
 MAX_REQUESTS = 50_000
 MAX_BYTES = 200_000_000  # "200 MB"; decimal, the stricter reading
 ENDPOINT = "/v1/chat/completions"
@@ -81,17 +83,25 @@ class JsonlSplitter:
 
 
 class BatchLedger:
-    """Submitted batches of this work dir, and which batch holds which request key."""
+    """Submitted batches of this work dir, and which batch holds which request key. The ledger is
+    a folder or a URL (``builders.locations``): a work dir on an object store keeps it there, so a
+    build resumed on another machine waits for the batches already paid for instead of paying again."""
 
-    def __init__(self, root: Path):
-        self.root = Path(root)
+    def __init__(self, root: str | Path):
+        self.root = str(root)
         self.records: dict[str, dict[str, Any]] = {}
         self.index: dict[str, str] = {}
+        names = [n for n in names_in(self.root) if n.startswith("batch_") and n.endswith(".json")]
+        wanted = [join(self.root, n) for n in names]
+        if is_url(self.root):
+            found = read_many(wanted)
+        else:
+            found = {loc: data for loc in wanted if (data := read_bytes(loc)) is not None}
         loaded = []
-        for path in sorted(self.root.glob("batch_*.json")) if self.root.is_dir() else []:
+        for loc in wanted:
             try:
-                loaded.append(json.loads(path.read_text(encoding="utf-8")))
-            except (OSError, ValueError):
+                loaded.append(json.loads(found[loc].decode("utf-8")))
+            except (KeyError, ValueError):
                 continue
         for rec in sorted(loaded, key=lambda r: r.get("created", 0)):  # the latest batch holding a key wins
             self._remember(rec)
@@ -111,12 +121,7 @@ class BatchLedger:
         return batch_id if rec.get("host") == host and rec.get("status") not in DEAD else None
 
     def save(self, rec: dict[str, Any]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        path = self.root / f"batch_{_safe(rec['batch_id'])}.json"
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(rec, f)
-        os.replace(tmp, path)
+        write_bytes(join(self.root, f"batch_{_safe(rec['batch_id'])}.json"), json.dumps(rec).encode("utf-8"))
         if rec.get("status") in DEAD:
             for key in rec.get("keys", []):
                 if self.index.get(key) == rec["batch_id"]:

@@ -12,7 +12,6 @@ import base64
 import math
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 
 JPEG_PREFIX = "data:image/jpeg;base64,"
 
@@ -76,17 +75,17 @@ def sheet_layout(n: int, frame_w: int, frame_h: int, cell_width: int = 256, max_
     return SheetLayout(cols=cols, rows=rows, cell_w=max(1, cell_width), cell_h=cell_h)
 
 
-def contact_sheet(frames: list[Path], cell_width: int = 256, quality: int = 85,
+def contact_sheet(frames: list[bytes], cell_width: int = 256, quality: int = 85,
                   max_side: int | None = None) -> tuple[bytes, SheetLayout]:
-    """Tile a clip's frames into one numbered JPEG (left to right, top to bottom)."""
+    """Tile a clip's frame JPEGs into one numbered JPEG (left to right, top to bottom)."""
     import cv2
     import numpy as np
 
     images = []
-    for path in frames:
-        img = cv2.imdecode(np.frombuffer(Path(path).read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+    for i, jpeg in enumerate(frames, start=1):
+        img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
         if img is None:
-            raise ValueError(f"unreadable frame {Path(path).name}")
+            raise ValueError(f"unreadable frame {i}")
         images.append(img)
     if not images:
         raise ValueError("no frames for a contact sheet")

@@ -10,6 +10,7 @@ environment when the first request is made and is never part of params, cache, l
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ from builders.llm.requests import (
     parse_answer,
     with_reask,
 )
+from builders.locations import is_url, join
 from builders.stages import Stage, StageInput, StageResult, Usage
 
 MAX_RESUBMITS = 2  # Batch API: requests lost to an expired/failed batch or a transient error
@@ -104,7 +106,7 @@ class OpenAIBackend:
         self.poll_interval, self.max_wait = float(poll_interval), float(max_wait)
         self.max_file_requests, self.max_file_bytes, self.keep_files = (
             int(max_file_requests), int(max_file_bytes), keep_files)
-        self.state_dir = Path(state_dir) if state_dir else None
+        self.state_dir = str(state_dir) if state_dir else None  # the Batch API ledger: a folder or a URL
         self.prices = load_prices()
         self.stats: Counter = Counter()
         self._client: ChatClient | None = None
@@ -130,10 +132,10 @@ class OpenAIBackend:
 
     # ---------------------------------------------------------------- wiring
 
-    def attach(self, work: Path, log: Callable[..., None]) -> None:
-        """The pipeline hands over its work dir (batch ledger) and build log."""
+    def attach(self, work: str | Path, log: Callable[..., None]) -> None:
+        """The pipeline hands over its work dir (a folder or a URL: the batch ledger) and build log."""
         if self.state_dir is None:
-            self.state_dir = Path(work) / "llm_batches"
+            self.state_dir = join(str(work), "llm_batches")
         lock = threading.Lock()
 
         def write(event: str, **fields: Any) -> None:
@@ -410,11 +412,13 @@ class OpenAIBackend:
                      stubs: dict[str, ChatRequest], users: dict[str, list],
                      resubmit: set[str]) -> tuple[dict, dict[str, str]]:
         client = self.client()
-        state_dir = self.state_dir or (self.cache.root / "batches")
+        state_dir = self.state_dir or str(self.cache.root / "batches")
         ledger = BatchLedger(state_dir)
+        # the request files only travel to the API: a URL ledger has them made on this machine
+        local = Path(tempfile.gettempdir()) / "mv4all-batch-files" if is_url(state_dir) else Path(state_dir) / "files"
         runner = BatchRunner(client.client, client.call, ledger, self.host, poll_interval=self.poll_interval,
                              max_wait=self.max_wait, log=self._log)
-        splitter = JsonlSplitter(state_dir / "files", prefix=f"{stage.name}-r{rnd}",
+        splitter = JsonlSplitter(local, prefix=f"{stage.name}-r{rnd}",
                                  max_requests=self.max_file_requests, max_bytes=self.max_file_bytes)
         holders: set[str] = set()
         too_large: dict[str, str] = {}

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -22,6 +21,7 @@ from builders import prompts
 from builders.checks import InvalidOutput, check_output
 from builders.llm import facts
 from builders.llm.images import contact_sheet, data_url
+from builders.locations import is_url, read_bytes, read_many
 from builders.stages import STAGES_BY_NAME, Stage, StageInput
 from mv4all.schema import FrameCaption, FrameCaptions
 
@@ -157,14 +157,19 @@ def build_requests(stage: Stage, inp: StageInput, opts: RequestOptions) -> list[
     return out
 
 
-def _frames(inp: StageInput) -> list[Path]:
-    paths = [Path(p) for p in inp.frame_images or []]
-    if not paths:
+def _frames(inp: StageInput) -> list[bytes]:
+    """The clip's frame JPEGs as stored (a work dir on a URL is read in one concurrent fetch)."""
+    where = list(inp.frame_images or [])
+    if not where:
         raise ValueError("no frames for a vision stage")
-    missing = [p.name for p in paths if not p.is_file()]
+    if is_url(where[0]):
+        got = read_many(where)
+    else:
+        got = {loc: data for loc in where if (data := read_bytes(loc)) is not None}
+    missing = [loc.replace("\\", "/").rsplit("/", 1)[-1] for loc in where if loc not in got]
     if missing:
         raise ValueError(f"frame files missing: {', '.join(missing[:3])}")
-    return paths
+    return [got[loc] for loc in where]
 
 
 def _times(inp: StageInput, n: int) -> list[float]:
@@ -175,15 +180,15 @@ def _image(jpeg: bytes, detail: str) -> dict:
     return {"type": "image_url", "image_url": {"url": data_url(jpeg), "detail": detail}}
 
 
-def _frame_parts(paths: list[Path], times: list[float], detail: str) -> list[dict]:
+def _frame_parts(jpegs: list[bytes], times: list[float], detail: str) -> list[dict]:
     parts: list[dict] = []
-    for i, (path, t) in enumerate(zip(paths, times), start=1):
+    for i, (jpeg, t) in enumerate(zip(jpegs, times), start=1):
         parts.append({"type": "text", "text": f"Frame {i} (t={t:.1f}s)"})
-        parts.append(_image(path.read_bytes(), detail))
+        parts.append(_image(jpeg, detail))
     return parts
 
 
-def _sheet(paths: list[Path], opts: RequestOptions):
+def _sheet(paths: list[bytes], opts: RequestOptions):
     # Low detail means the model sees the sheet inside 512 x 512: draw it at that size.
     return contact_sheet(paths, opts.contact_cell_width, max_side=512 if opts.contact_detail == "low" else None)
 
@@ -210,10 +215,10 @@ def _frame_captions(inp, tpl, opts):
     times = _times(inp, n)
     expect = {"times": times}
     if opts.frames_mode == "frame":
-        for i, (path, t) in enumerate(zip(paths, times)):
+        for i, (jpeg, t) in enumerate(zip(paths, times)):
             text = tpl.user_text(request=tpl.part("frame", index=str(i + 1), count=str(n), t=f"{t:.1f}"),
                                  count="1", times=f"{t:.1f}")
-            user = [{"type": "text", "text": text}, _image(path.read_bytes(), opts.detail)]
+            user = [{"type": "text", "text": text}, _image(jpeg, opts.detail)]
             yield i, FrameCaption, user, {"times": [t]}
         return
     if opts.frames_mode == "contact":

@@ -84,7 +84,7 @@ def export_dataset(pipe: Pipeline, corpus, ids, visuals, features, outputs) -> B
         upload_dataset(out, cfg.out_url)
     return BuildResult(out=out, work=pipe.work, build_id=build_id, rows=rows, failures=failures,
                        usage=pipe.usage, stage_seconds=dict(pipe.stage_seconds), computed=pipe.computed,
-                       reused=pipe.reused, published=cfg.out_url)
+                       reused=pipe.reused, published=cfg.out_url, work_url=cfg.work_url)
 
 
 def _assemble_rows(pipe: Pipeline, corpus, ids, visuals, features, outputs) -> tuple[dict[str, dict], dict[str, dict]]:

@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from builders.checks import check_output
+from builders.locations import join
 from builders.pipeline.result import failure_reason
 from builders.stages import LLM_STAGES, Stage, StageInput, Usage, params_hash
 from builders.store import stage_key
@@ -32,7 +33,7 @@ def run_llm_stages(pipe: Pipeline, corpus, ids, visuals, features, kept, lyrics)
             track=corpus.tracks[cid],
             music_features=features.get(cid),
             visual=visual,
-            frame_images=[str(frames_dir / f"{i:02d}.jpg") for i in range(len(visual.frames))] if visual else None,
+            frame_images=[join(frames_dir, f"{i:02d}.jpg") for i in range(len(visual.frames))] if visual else None,
             lyrics=lyrics.get(cid),
             **{s.name: s.handoff(outputs[s.name].get(cid)) for s in LLM_STAGES if s.output_field},
         )

@@ -11,31 +11,22 @@ folder is claimed as on a local disk: a non-empty one that is not an mv4all data
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
+from builders.locations import LocationError, filesystem, is_url, put_file
 from mv4all.data import BUILD_INFO_FILE, SHARD_NAME
-from mv4all.safety import MARKER, UnsafeOutput
+from mv4all.safety import LOCK, MARKER, UnsafeOutput
 from mv4all.schema import CONFIGS
 
-
-def is_url(text: str) -> bool:
-    return "://" in text
+__all__ = ["check_remote", "is_url", "upload_dataset"]
 
 
 def _fs(url: str):
-    import fsspec
-
     try:
-        fs, root = fsspec.core.url_to_fs(url)
-    except (ImportError, ValueError) as exc:  # e.g. s3:// without s3fs installed
-        raise UnsafeOutput(f"--out {url}: {exc}") from None
+        fs, root = filesystem(url)
+    except LocationError as exc:
+        raise UnsafeOutput(f"--out {exc}") from None
     return fs, root.rstrip("/")
-
-
-def _local_like(fs) -> bool:
-    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
-    return bool({"file", "local"} & set(protocols))
 
 
 def check_remote(url: str, overwrite: bool) -> None:
@@ -54,8 +45,9 @@ def check_remote(url: str, overwrite: bool) -> None:
 def upload_dataset(local: Path, url: str) -> int:
     """Upload the dataset folder ``local`` to ``url``; return the number of files sent."""
     fs, root = _fs(url)
+    # not the local writer's lock (it names a local folder and a pid), nor a half-written staging copy
     files = sorted(p for p in Path(local).rglob("*")
-                   if p.is_file() and not any(part.startswith(".staging") for part in p.parts))
+                   if p.is_file() and p.name != LOCK and not any(part.startswith(".staging") for part in p.parts))
     last = [p for p in files if p.name == BUILD_INFO_FILE and p.parent == Path(local)]
     first = [p for p in files if p not in last]
     sent: set[str] = set()
@@ -63,14 +55,7 @@ def upload_dataset(local: Path, url: str) -> int:
         rel = path.relative_to(local).as_posix()
         if path.parent == Path(local) and path.name == BUILD_INFO_FILE:
             _remove_stale_shards(fs, root, sent)
-        target = f"{root}/{rel}"
-        fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-        if _local_like(fs):
-            temp = f"{target.rsplit('/', 1)[0]}/.{path.name}.{uuid.uuid4().hex[:8]}.tmp"
-            fs.put_file(str(path), temp)
-            fs.mv(temp, target)
-        else:
-            fs.put_file(str(path), target)
+        put_file(path, f"{url.rstrip('/')}/{rel}")
         sent.add(rel)
     return len(sent)
 

@@ -29,6 +29,7 @@ class BuildResult:
     reused: Counter = field(default_factory=Counter)
     seconds: float = 0.0
     published: str | None = None  # the URL the dataset was uploaded to (``--out`` given as a URL)
+    work_url: str | None = None  # the work dir's URL (``--work-dir`` given as a URL); ``work`` is then scratch
 
     def count(self, config: str, split: str | None = None) -> int:
         splits = self.rows.get(config, {})

@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from builders.config import BuildConfig
 from builders.engines import get_engine
+from builders.locations import is_url, join
 from builders.music4all import Corpus, Music4AllError, read_music4all
 from builders.pipeline.cpu import cpu_stage_keys, run_cpu_stages, run_static_filter
 from builders.pipeline.export import export_dataset
@@ -55,8 +56,8 @@ class Pipeline:
         self.backend = backend
         self.console = console or Console(stderr=True)
         self.show_progress = progress
-        self.work = cfg.work
-        self.store = StageStore(self.work)
+        self.work = cfg.work  # local: the work dir, or this machine's scratch folder for a URL work dir
+        self.store = StageStore(cfg.work_root)
         self.failures: dict[str, FailureRecord] = {}  # first blocking failure per clip
         self.caption_failures: dict[str, FailureRecord] = {}
         self.computed: Counter = Counter()
@@ -72,8 +73,11 @@ class Pipeline:
     def _scrub(self, reason: str) -> str:
         """Failure reasons are published: replace local folders by their role."""
         roots = [(self.cfg.videos_dir, "VIDEOS"), (Path(self.cfg.music4all), "MUSIC4ALL"), (self.work, "WORK")]
+        if self.cfg.work_url:
+            roots.append((self.cfg.work_url.rstrip("/"), "WORK"))
         for root, name in sorted(roots, key=lambda r: -len(str(r[0]))):
-            for form in {str(root), str(Path(root).resolve())}:
+            forms = {str(root)} if is_url(str(root)) else {str(root), str(Path(root).resolve())}
+            for form in forms:
                 reason = reason.replace(form, name)
         return reason
 
@@ -97,9 +101,11 @@ class Pipeline:
             transient=False,
         )
 
-    def frames_dir(self, cid: str) -> Path:
-        """Where a clip's frame JPEGs are stored (under the frames stage's key)."""
-        return inside(self.work, "frames", self.keys["frames"][0], check_id(cid))
+    def frames_dir(self, cid: str) -> str:
+        """Where a clip's frame JPEGs are stored (under the frames stage's key): a folder, or a URL."""
+        if self.cfg.work_url:
+            return join(self.cfg.work_url, "frames", self.keys["frames"][0], check_id(cid))
+        return str(inside(self.work, "frames", self.keys["frames"][0], check_id(cid)))
 
     # ----------------------------------------------------------------- run
 
@@ -134,13 +140,14 @@ class Pipeline:
         if not self.dry_run:
             self.backend = self.engine.llm_backend(self.backend)
         try:
-            self.log = BuildLog(self.work, run_id=uuid.uuid4().hex[:12])
+            mirror = join(cfg.work_url, "logs") if cfg.work_url else None
+            self.log = BuildLog(self.work, run_id=uuid.uuid4().hex[:12], mirror=mirror)
         except BaseException:
             self.engine.close()
             raise
         attach = getattr(self.backend, "attach", None)
         if callable(attach):  # e.g. the Batch API ledger lives in the work dir
-            attach(work=self.work, log=self.log.write)
+            attach(work=cfg.work_root, log=self.log.write)
         try:
             corpus = read_music4all(cfg.music4all, ids=cfg.ids)
             if not cfg.videos_dir.is_dir():
@@ -159,6 +166,7 @@ class Pipeline:
             kept = run_static_filter(self, ids, visuals)
             lyrics = self._read_lyrics(corpus, ids)
             outputs = run_llm_stages(self, corpus, ids, visuals, features, kept, lyrics)
+            self.store.flush()  # every record stored before the dataset says the build is done
             if self.dry_run:
                 result = BuildResult(out=cfg.out_dir, work=self.work, build_id="dry-run", rows={},
                                      failures=sorted(self.failures.values(), key=lambda f: (f.kind, f.stage, f.id)),
@@ -167,8 +175,11 @@ class Pipeline:
             else:
                 result = export_dataset(self, corpus, ids, visuals, features, outputs)
         finally:
-            self.log.close()
-            self.engine.close()
+            try:
+                self.store.close()
+            finally:
+                self.log.close()
+                self.engine.close()
         result.seconds = time.perf_counter() - started
         return result
 

@@ -42,12 +42,13 @@ def sample(
 
 
 def _build_config(config, music4all, videos, out, work_dir, llm, workers, test_size, test_ratio, min_test,
-                  split_by, static_threshold, limit, llm_options=None, engine=None, ray_address=None):
+                  split_by, static_threshold, limit, llm_options=None, engine=None, ray_address=None,
+                  scratch_dir=None):
     from builders.config import load_config
 
     return load_config(
         config, music4all=music4all, videos=videos, out=out, work_dir=work_dir, llm=llm, workers=workers,
-        limit=limit, engine=engine, ray_address=ray_address,
+        limit=limit, engine=engine, ray_address=ray_address, scratch_dir=scratch_dir,
         **{"split.test_size": test_size, "split.test_ratio": test_ratio, "split.min_test": min_test,
            "split.by": split_by, "static.threshold": static_threshold},
         **{f"llm_options.{k}": v for k, v in (llm_options or {}).items()},
@@ -61,8 +62,13 @@ def build(
         None, "--out", "-o", help="Dataset folder to write, or an fsspec URL to upload it to (s3://, gs://, ...)."),
     videos: Optional[Path] = typer.Option(
         None, "--videos", help="Folder of {id}.mp4 music videos (.webm/.mkv/.mov also found) [MUSIC4ALL/videos]."),
-    work_dir: Optional[Path] = typer.Option(
-        None, "--work-dir", help="Work folder for resumable stage results [OUT.work]."),
+    work_dir: Optional[str] = typer.Option(
+        None, "--work-dir",
+        help="Work folder for resumable stage results, or an fsspec URL every worker reaches [OUT.work]."),
+    scratch_dir: Optional[Path] = typer.Option(
+        None, "--scratch-dir",
+        help="With a URL --work-dir: this machine's folder for the log and the dataset before upload "
+             "[~/.cache/mv4all/scratch/...]."),
     config: Optional[Path] = typer.Option(None, "--config", help="build.yaml with any of these options."),
     llm: Optional[str] = typer.Option(None, "--llm", help="LLM backend: offline (default), openai, openai-batch."),
     workers: Optional[int] = typer.Option(
@@ -118,6 +124,7 @@ def build(
     from pydantic import ValidationError
 
     from builders.engines import EngineError
+    from builders.locations import LocationError, WorkDirUnreachable
     from builders.music4all import Music4AllError
     from builders.pipeline import BuildError
     from mv4all.safety import UnsafeOutput
@@ -130,7 +137,7 @@ def build(
         poll_interval=poll_interval).items() if v is not None}
     try:
         cfg = _build_config(config, music4all, videos, out, work_dir, llm, workers, test_size, test_ratio, min_test,
-                            split_by, static_threshold, limit, llm_options, engine, ray_address)
+                            split_by, static_threshold, limit, llm_options, engine, ray_address, scratch_dir)
         if overwrite:
             cfg.overwrite = True
         backend = _make_backend(cfg)
@@ -150,12 +157,12 @@ def build(
             fail(str(exc), 2)
     try:
         result = run_build(cfg, quiet, backend)
-    except (Music4AllError, UnsafeOutput) as exc:
+    except (Music4AllError, UnsafeOutput, LocationError) as exc:
         fail(str(exc), 2)
     except EngineError as exc:
         fail(str(exc), 2)
-    except BuildError as exc:
-        fail(str(exc), 1)
+    except (BuildError, WorkDirUnreachable) as exc:
+        fail(f"{exc}" + ("; a rerun resumes" if isinstance(exc, WorkDirUnreachable) else ""), 1)
     print_build_summary(result)
     summary = getattr(backend, "summary", None)
     if callable(summary):
@@ -183,7 +190,7 @@ def _dry_run(cfg, backend, quiet: bool, skip_cpu: bool) -> None:
     for line in summary_lines(wrapper, unanalysed=len(pipe.unanalysed)):
         console.print(line, soft_wrap=True)
     if done:
-        console.print(f"already finished in {cfg.work} (free): {done} stage results")
+        console.print(f"already finished in {cfg.work_root} (free): {done} stage results")
 
 
 def run_build(cfg, quiet: bool, backend=None):
@@ -213,7 +220,7 @@ def print_build_summary(result) -> None:
                       "default[/]")
     computed = sum(result.computed.values())
     reused = sum(result.reused.values())
-    console.print(f"stage results computed: {computed}, reused from {result.work}: {reused}; "
+    console.print(f"stage results computed: {computed}, reused from {result.work_url or result.work}: {reused}; "
                   f"{result.seconds:.1f} s")
     for stage, usage in result.usage.items():
         if usage.requests:
