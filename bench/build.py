@@ -15,8 +15,11 @@ Measured in one run, on the sample corpus (or ``--corpus``, a Music4All-layout f
 4. **Projection**: hours of the CPU stages for 56,446 clips on N nodes of C cores, from the measured
    core-seconds per clip on Ray (LLM stages excluded: their time is the API's rate limit, see
    bench/llm_cost.py).
+5. **Work dir on S3 vs a folder** (local 2 workers; with ``s3fs`` and ``moto[server]`` installed): the
+   same build with ``--work-dir s3://...`` on moto's S3 server in this process. It measures our
+   bookkeeping (listing, uploads, the server's own CPU on these cores), not a real store's latency.
 
-    python bench/build.py [--clips 16] [--corpus DIR] [--no-ray] [--json report.json]
+    python bench/build.py [--clips 16] [--corpus DIR] [--no-ray] [--no-s3] [--json report.json]
 """
 
 from __future__ import annotations
@@ -75,9 +78,10 @@ def cpu_phase(work: Path, clips: int) -> dict:
             "steady_s_per_clip": round((done[-1] - done[0]) / max(1, clips - 1), 4)}
 
 
-def timed_build(corpus: Path, root: Path, workers: int, engine: str = "local") -> dict:
+def timed_build(corpus: Path, root: Path, workers: int, engine: str = "local", work_url: str | None = None) -> dict:
     shutil.rmtree(root, ignore_errors=True)
-    cfg = BuildConfig(music4all=corpus, out=root / "out", work_dir=root / "work", workers=workers, engine=engine)
+    where = {"work_dir": work_url, "scratch_dir": root / "scratch"} if work_url else {"work_dir": root / "work"}
+    cfg = BuildConfig(music4all=corpus, out=root / "out", workers=workers, engine=engine, **where)
     started = time.perf_counter()
     result = build(cfg, progress=False)
     wall = time.perf_counter() - started
@@ -100,11 +104,41 @@ def projection(core_s_per_clip: float, nodes=(1, 4, 16), cores=(16, 64)) -> list
             for n in nodes for c in cores]
 
 
+def s3_vs_folder(corpus: Path, tmp: Path, folder: dict) -> dict:
+    """The local 2-worker build again with its work dir on an S3 endpoint (moto) on this machine."""
+    import logging
+    import os
+
+    try:
+        import s3fs
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        return {"s3_work_dir": "skipped: pip install s3fs 'moto[server]'"}
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
+                      AWS_ENDPOINT_URL=f"http://{host}:{port}")
+    try:
+        s3fs.S3FileSystem.clear_instance_cache()
+        s3fs.S3FileSystem().mkdir("mv4all-bench")
+        on_s3 = timed_build(corpus, tmp / "s3", workers=2, work_url="s3://mv4all-bench/work")
+    finally:
+        server.stop()
+    return {"s3_work_dir_2_workers": on_s3,
+            "s3_vs_folder_wall": round(on_s3["wall_s"] / max(1e-9, folder["wall_s"]), 3),
+            "s3_overhead_steady_s_per_clip": round(on_s3["steady_s_per_clip"] - folder["steady_s_per_clip"], 4),
+            "s3_parquet_identical": parquet_digests(Path(on_s3["out"])) == parquet_digests(Path(folder["out"]))
+            and on_s3["build_id"] == folder["build_id"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=16)
     parser.add_argument("--corpus", type=Path, default=None, help="existing Music4All-layout folder with videos/")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray comparison")
+    parser.add_argument("--no-s3", action="store_true", help="skip the S3 work dir comparison")
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="mv4all-bench-"))
@@ -140,6 +174,8 @@ def main() -> None:
             "ray_parquet_identical": parquet_digests(Path(on_ray["out"])) == parquet_digests(Path(two["out"]))
             and on_ray["build_id"] == two["build_id"],
         })
+    if not args.no_s3:
+        report.update(s3_vs_folder(corpus, tmp, two))
     report["core_s_per_clip_projected"] = round(core_s_per_clip, 4)
     report["projection_56446_clips_cpu_stages"] = projection(core_s_per_clip)
     report["targets"] = {"features_s_per_clip": "<= 1.0", "frames_s_per_clip": "<= 0.25",

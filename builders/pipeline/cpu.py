@@ -80,7 +80,7 @@ def run_cpu_stages(pipe: Pipeline, corpus: Corpus,
             else:
                 jobs.append({"stage": "frames", "id": cid, "video": str(video), "digest": fp,
                              "frames_dir": str(pipe.frames_dir(cid)), "options": cfg.frames.model_dump(),
-                             "attempts_file": str(pipe.store.attempts_path("frames", frames_key, cid))})
+                             "attempts_file": pipe.attempts_file("frames", frames_key, cid)})
         audio = corpus.audio_path(cid)
         track_json = track.model_dump(mode="json")
         fp = file_fingerprint(audio)
@@ -94,7 +94,7 @@ def run_cpu_stages(pipe: Pipeline, corpus: Corpus,
             _take(pipe, cid, "features", rec, visuals, features, cached=True)
         else:
             jobs.append({"stage": "features", "id": cid, "audio": str(audio), "track": track_json, "digest": digest,
-                         "attempts_file": str(pipe.store.attempts_path("features", features_key, cid))})
+                         "attempts_file": pipe.attempts_file("features", features_key, cid)})
     digests = {(j["stage"], j["id"]): j["digest"] for j in jobs}
     if pipe.dry_run == "reuse":
         pipe.unanalysed = {j["id"] for j in jobs}

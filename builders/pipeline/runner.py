@@ -58,6 +58,7 @@ class Pipeline:
         self.show_progress = progress
         self.work = cfg.work  # local: the work dir, or this machine's scratch folder for a URL work dir
         self.store = StageStore(cfg.work_root)
+        self._local_store = StageStore(self.work) if cfg.work_url else self.store
         self.failures: dict[str, FailureRecord] = {}  # first blocking failure per clip
         self.caption_failures: dict[str, FailureRecord] = {}
         self.computed: Counter = Counter()
@@ -106,6 +107,14 @@ class Pipeline:
         if self.cfg.work_url:
             return join(self.cfg.work_url, "frames", self.keys["frames"][0], check_id(cid))
         return str(inside(self.work, "frames", self.keys["frames"][0], check_id(cid)))
+
+    def attempts_file(self, stage: str, key: str, cid: str) -> str:
+        """Where a worker counts its attempts at a clip (``cpu_jobs.run_counted``): local workers share
+        this machine's disk, three round trips to an object store per clip cheaper; Ray's workers
+        share only the work dir."""
+        if self.cfg.work_url and self.cfg.engine == "ray":
+            return self.store.attempts_path(stage, key, cid)
+        return self._local_store.attempts_path(stage, key, cid)
 
     # ----------------------------------------------------------------- run
 
