@@ -1,7 +1,8 @@
 """Work-dir storage of per-clip stage results, and the build's JSON-lines log.
 
-One small JSON file per (stage, key, clip), written atomically (temp file + rename), so a
-``kill -9`` loses at most the clips in flight and a rerun picks up everything finished.
+One small JSON file per (stage, key, clip), written whole (temp file + rename in a folder, one
+upload on an object store), so a ``kill -9`` loses at most the clips in flight and a rerun picks
+up everything finished.
 The key folds in stage version, backend and a hash of every output-changing option.
 """
 
@@ -142,7 +143,12 @@ class BuildLog:
         if self.mirror:
             with self.path.open("rb") as f:
                 f.seek(self._start)
-                write_bytes(join(self.mirror, f"{self.run_id}.jsonl"), f.read())
+                lines = f.read()
+            try:
+                write_bytes(join(self.mirror, f"{self.run_id}.jsonl"), lines)
+            except Exception as exc:
+                raise WorkDirUnreachable(f"cannot upload the build log to {self.mirror} (it is in {self.path}): "
+                                         f"{type(exc).__name__}: {exc}") from exc
 
 
 def read_log(work: Path) -> list[dict]:
