@@ -190,19 +190,33 @@ def test_bad_work_dir_urls_are_refused_before_any_work(tmp_path):
 
 def test_ray_workers_write_into_the_store_and_the_dataset_goes_to_s3(s3, mini_corpus, mini_build, tmp_path):
     """Nothing on a shared disk but the corpus: work dir and dataset both on S3, CPU stages on Ray
-    actors that get the store's credentials from the job's runtime environment."""
+    actors that get the store's credentials from the job's runtime environment and count their
+    attempts in the store; one is killed mid-clip and nothing is lost."""
     ray = pytest.importorskip("ray", reason="the ray extra is not installed")
     if ray.is_initialized():
         ray.shutdown()
     env = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
                                       "AWS_ENDPOINT_URL")}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+    root = f"{BUCKET}/ray-{tmp_path.name}"
+    cfg = BuildConfig(music4all=mini_corpus, out=f"s3://{root}/ds", work_dir=f"s3://{root}/work",
+                      scratch_dir=tmp_path / "scratch", engine="ray")
+    from builders.pipeline.cpu import cpu_stage_keys
+
+    counting = f"s3://{root}/work/stages/.attempts/features/{cpu_stage_keys(cfg)['features'][0]}"
+    killed: list[int] = []
+    done = threading.Event()
+    watcher = threading.Thread(target=kill_one_during, daemon=True, args=(
+        lambda: bool(locations.names_in(counting)), "ray::MapWorker(MapBatches(_CpuWorker", killed, done))
+    watcher.start()
     try:
-        root = f"{BUCKET}/ray-{tmp_path.name}"
-        result = build(BuildConfig(music4all=mini_corpus, out=f"s3://{root}/ds", work_dir=f"s3://{root}/work",
-                                   scratch_dir=tmp_path / "scratch", engine="ray"), progress=False)
+        result = build(cfg, progress=False)
     finally:
+        done.set()
+        watcher.join()
         ray.shutdown()
+    assert killed, "no CPU actor was seen working on a features clip"  # its attempt was counted in the store
+    assert not [f for f in result.failures if f.kind == "error"]
     assert result.build_id == mini_build.result.build_id
     published = _remote_files(s3, f"{root}/ds")
     expected = {p.relative_to(mini_build.out).as_posix(): p.read_bytes() for p in mini_build.out.rglob("*")
