@@ -111,8 +111,8 @@ def test_work_dir_on_s3_same_dataset_killed_worker_and_resume_elsewhere(s3, mini
 
 def test_llm_stages_read_frames_from_the_store_and_ask_what_a_folder_build_asks(s3, mini_corpus, mini_build,
                                                                                 tmp_path, monkeypatch):
-    """A folder build fills the answer cache; the same build with its work dir on S3 is answered from that
-    cache entirely, so every request, frame images included, is the same to the byte."""
+    """A folder build fills the answer cache (on S3); the same build with its work dir on S3 is answered
+    from that cache entirely, so every request, frame images included, is the same to the byte."""
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     corpus = copy_corpus(mini_corpus, tmp_path / "corpus")
     copy_cpu_work(mini_build.work, tmp_path / "work")
@@ -120,7 +120,8 @@ def test_llm_stages_read_frames_from_the_store_and_ask_what_a_folder_build_asks(
     s3.put(str(tmp_path / "work" / "stages"), f"{root}/stages", recursive=True)
     s3.put(str(tmp_path / "work" / "frames"), f"{root}/frames", recursive=True)
     with FakeOpenAI(KEY) as server:
-        options = {"base_url": server.url, "cache_dir": str(tmp_path / "cache"), "timeout": 5.0, "max_retries": 2,
+        # the answer cache in the store too: what a cluster's LLM workers on several nodes share
+        options = {"base_url": server.url, "cache_dir": f"s3://{root}-cache", "timeout": 5.0, "max_retries": 2,
                    "frames_mode": "clip"}
         first = build(BuildConfig(music4all=corpus, out=tmp_path / "out", work_dir=tmp_path / "work", llm="openai",
                                   llm_options=options), progress=False)
@@ -135,7 +136,9 @@ def test_llm_stages_read_frames_from_the_store_and_ask_what_a_folder_build_asks(
     assert sum(second.computed[s] for s in ("frames", "features")) == 0
     assert _parquet(second.out) == _parquet(first.out)
     stored = _remote_files(s3, root)
-    assert KEY.encode() not in b"".join(stored.values())
+    cached = _remote_files(s3, f"{root}-cache")
+    assert len(cached) == sent and all(json.loads(v)["content"] for v in cached.values())
+    assert KEY.encode() not in b"".join([*stored.values(), *cached.values()])
 
 
 def test_frames_in_a_url_folder_replace_an_earlier_longer_run(tmp_path, mini_corpus):

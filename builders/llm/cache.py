@@ -1,4 +1,5 @@
-"""One content-addressed store of accepted LLM answers, shared by every build on the machine.
+"""One content-addressed store of accepted LLM answers, shared by every build on the machine (or on
+a cluster, in a shared folder or at an fsspec URL).
 
 The key is a hash of the whole request as sent (model, messages with their images, schema,
 sampling parameters) plus the server's host, so any build, work dir or backend (online or
@@ -11,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from builders.locations import is_url, join, read_bytes, write_bytes
 
 KEY_VERSION = 1
 DEFAULT_DIR = Path("~/.cache/mv4all/llm")
@@ -37,32 +39,28 @@ def request_key(body: dict[str, Any], host: str) -> str:
 
 
 class ResponseCache:
+    """Answers as one small JSON file per key under ``root``: a folder, or an fsspec URL (a cluster's
+    LLM workers on several nodes then share one cache without a shared disk)."""
+
     def __init__(self, root: Path | str | None = None, enabled: bool = True) -> None:
-        self.root = Path(os.path.expanduser(str(root or DEFAULT_DIR)))
+        text = str(root or DEFAULT_DIR)
+        self.root: Path | str = text.rstrip("/") if is_url(text) else Path(os.path.expanduser(text))
         self.enabled = enabled
 
-    def _path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.json"
+    def _path(self, key: str) -> str:
+        return join(str(self.root), key[:2], f"{key}.json")
 
     def get(self, key: str) -> dict[str, Any] | None:
         if not self.enabled:
             return None
         try:
-            return json.loads(self._path(key).read_text(encoding="utf-8"))
+            raw = read_bytes(self._path(key))
+            return json.loads(raw.decode("utf-8")) if raw is not None else None
         except (OSError, ValueError):
             return None
 
     def put(self, key: str, content: str, model: str | None, usage: dict[str, int], structured: str) -> None:
         if not self.enabled:
             return
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         record = {"content": content, "model": model, "usage": usage, "structured": structured}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(record, f, ensure_ascii=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_bytes(self._path(key), json.dumps(record, ensure_ascii=False).encode("utf-8"))

@@ -412,7 +412,7 @@ class OpenAIBackend:
                      stubs: dict[str, ChatRequest], users: dict[str, list],
                      resubmit: set[str]) -> tuple[dict, dict[str, str]]:
         client = self.client()
-        state_dir = self.state_dir or str(self.cache.root / "batches")
+        state_dir = self.state_dir or join(str(self.cache.root), "batches")
         ledger = BatchLedger(state_dir)
         # the request files only travel to the API: a URL ledger has them made on this machine
         local = Path(tempfile.gettempdir()) / "mv4all-batch-files" if is_url(state_dir) else Path(state_dir) / "files"

@@ -90,7 +90,7 @@ class StructuredAsker(Generic[T]):
         self.host = host_of(self.base_url)
         # local OpenAI-compatible servers often predate max_completion_tokens (as the builder's backend)
         self.token_param = "max_tokens" if self.base_url else "max_completion_tokens"
-        self.cache = ResponseCache(Path(cache_dir) if cache_dir else None)
+        self.cache = ResponseCache(cache_dir)
         self.client_options = dict(timeout=timeout, max_retries=max_retries, rpm=rpm, tpm=tpm)
         self.who, self.base_url_hint, self.cut_off, self.reason_chars = who, base_url_hint, cut_off, reason_chars
         self.prices = load_prices()

@@ -94,8 +94,8 @@ def build(
         None, "--text-model", help="openai*: model for the text stages [gpt-4o-mini]."),
     base_url: Optional[str] = typer.Option(
         None, "--base-url", help="openai*: an OpenAI-compatible server (vLLM, Ollama, LM Studio)."),
-    cache_dir: Optional[Path] = typer.Option(
-        None, "--cache-dir", help="openai*: shared answer cache [~/.cache/mv4all/llm]."),
+    cache_dir: Optional[str] = typer.Option(
+        None, "--cache-dir", help="openai*: shared answer cache, a folder or an fsspec URL [~/.cache/mv4all/llm]."),
     detail: Optional[str] = typer.Option(None, "--detail", help="openai*: image detail, low (default), high or auto."),
     frames_mode: Optional[str] = typer.Option(
         None, "--frames-mode",
