@@ -334,6 +334,30 @@ def find_frames(dataset: str | os.PathLike, clip_id: str, *, frames: str | os.Pa
     return [], " or ".join(looked)
 
 
+def frames_at_url(dataset: str | os.PathLike, clip_id: str, work_url: str) -> tuple[list[bytes], str]:
+    """The builder's frame JPEGs of ``clip_id`` in a work dir at an fsspec URL (``--work-dir s3://...``),
+    under the frames stage key of the dataset's ``build_info.json``; and where they were looked for."""
+    import fsspec
+
+    from mv4all.data import read_build_info
+    from mv4all.safety import check_id
+
+    check_id(clip_id)
+    key = ((read_build_info(dataset) or {}).get("stage_keys") or {}).get("frames")
+    if not key:
+        return [], f"{work_url} (no frames stage key in {dataset}/build_info.json)"
+    folder = f"{work_url.rstrip('/')}/frames/{key}/{clip_id}"
+    try:
+        fs, path = fsspec.core.url_to_fs(folder)
+        names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
+    except FileNotFoundError:
+        return [], folder
+    except (ImportError, ValueError) as exc:
+        raise ValueError(f"--work {work_url}: {exc}") from None
+    wanted = [n for n in names if len(n) == 6 and n.endswith(".jpg") and n[:2].isdigit()]
+    return [fs.cat_file(f"{path}/{n}") for n in wanted], folder
+
+
 def decode_video_frames(video: str | os.PathLike, *, every: float = FRAME_STEP_SECONDS, clip_start: float = 0.0,
                         clip_seconds: float = CLIP_SECONDS, side: int = THUMB_SIDE) -> list[str]:
     """The frames shown at ``clip_start + i * every`` (the builder's sampling) of a video, as JPEG data URIs.

@@ -102,6 +102,22 @@ def test_work_dir_on_s3_same_dataset_killed_worker_and_resume_elsewhere(s3, mini
     assert not list((scratch / "stages").rglob("*.json")) and not (scratch / "frames").exists()
     assert not list(attempts.glob("*/*.count"))
 
+    # a storyboard page of a row shows the frames stored at the URL
+    from typer.testing import CliRunner
+
+    from mv4all import storyboard as sb
+    from mv4all.cli import app
+    from mv4all.data import load_split
+
+    clip = load_split(cfg.out, "mv_description", "test")[0]["id"]
+    page = tmp_path / "row.html"
+    res = CliRunner().invoke(app, ["storyboard", "--dataset", str(cfg.out), "--id", clip, "--work", url,
+                                   "-o", str(page)])
+    assert res.exit_code == 0, res.output
+    shown = [remote[k] for k in sorted(remote) if k.startswith("frames/") and f"/{clip}/" in k]
+    assert shown and page.read_text().count('<img src="data:image/jpeg;base64,') == len(shown)
+    assert sb.jpeg_data_uri(shown[0]) in page.read_text()
+
     # another machine (nothing in its scratch folder) resumes: nothing is computed again
     again = build(BuildConfig(music4all=mini_corpus, out=tmp_path / "out2", work_dir=url,
                               scratch_dir=tmp_path / "scratch-b", workers=2), progress=False)

@@ -26,8 +26,9 @@ def storyboard(
     frames: Optional[Path] = typer.Option(
         None, "--frames", help="With --dataset: the row's sampled frame JPEGs (NN.jpg), or a folder of per-id "
         "folders [found from the build's work dir]."),
-    work: Optional[Path] = typer.Option(
-        None, "--work", help="With --dataset: the build's work dir [DATASET.work, else work/ beside the dataset]."),
+    work: Optional[str] = typer.Option(
+        None, "--work", help="With --dataset: the build's work dir, a folder or an fsspec URL "
+        "[DATASET.work, else work/ beside the dataset]."),
     videos: Optional[Path] = typer.Option(
         None, "--videos", help="With --dataset: decode ID.mp4 from this folder when no stored frames are found."),
     max_audio_mb: float = typer.Option(
@@ -90,15 +91,20 @@ def storyboard(
         console.print(f"note: {note}", markup=False, soft_wrap=True)
 
 
-def _row_frames(sb, dataset: Path, clip_id: str, frames: Optional[Path], work: Optional[Path],
+def _row_frames(sb, dataset: Path, clip_id: str, frames: Optional[Path], work: Optional[str],
                 videos: Optional[Path]) -> tuple[list[str] | None, str]:
     """The row's frames as data URIs (stored JPEGs, else decoded from --videos), or None and why."""
     from mv4all.data import read_build_info
 
     try:
-        files, looked = sb.find_frames(dataset, clip_id, frames=frames, work=work)
-        if files:
-            return [sb.jpeg_data_uri(f.read_bytes()) for f in files], ""
+        if work is not None and "://" in work and frames is None:
+            jpegs, looked = sb.frames_at_url(dataset, clip_id, work)
+            if jpegs:
+                return [sb.jpeg_data_uri(j) for j in jpegs], ""
+        else:
+            files, looked = sb.find_frames(dataset, clip_id, frames=frames, work=work)
+            if files:
+                return [sb.jpeg_data_uri(f.read_bytes()) for f in files], ""
     except ValueError as exc:
         fail(str(exc), 2)
     if videos is not None:
