@@ -20,7 +20,7 @@ Measured in one run, on the sample corpus (or ``--corpus``, a Music4All-layout f
    face cascade dominate. The frames stage on the same rendered content at 360p and 720p, 30 fps
    (moving texture, a cut every 3 s), and the projection again with each frames cost.
 6. **Work dir on S3 vs a folder** (local 2 workers; with ``s3fs`` and ``moto[server]`` installed): the
-   same build with ``--work-dir s3://...`` on moto's S3 server in this process. It measures our
+   same build with ``--work-dir s3://...`` on moto's S3 server on this machine. It measures our
    bookkeeping (listing, uploads, the server's own CPU on these cores), not a real store's latency.
 
     python bench/build.py [--clips 16] [--corpus DIR] [--no-ray] [--no-s3] [--no-hd] [--json report.json]
@@ -157,27 +157,40 @@ def frames_hd(tmp: Path, repeats: int = 3) -> dict[str, float]:
 
 
 def s3_vs_folder(corpus: Path, tmp: Path, folder: dict) -> dict:
-    """The local 2-worker build again with its work dir on an S3 endpoint (moto) on this machine."""
-    import logging
+    """The local 2-worker build again with its work dir on an S3 endpoint (moto's server, in its own
+    process so that it does not share the driver's interpreter) on this machine."""
     import os
+    import socket
+    import subprocess
 
     try:
+        import moto.server  # noqa: F401
         import s3fs
-        from moto.server import ThreadedMotoServer
     except ImportError:
         return {"s3_work_dir": "skipped: pip install s3fs 'moto[server]'"}
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
-                      AWS_ENDPOINT_URL=f"http://{host}:{port}")
+                      AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
     try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
         s3fs.S3FileSystem.clear_instance_cache()
         s3fs.S3FileSystem().mkdir("mv4all-bench")
         on_s3 = timed_build(corpus, tmp / "s3", workers=2, work_url="s3://mv4all-bench/work")
     finally:
-        server.stop()
+        server.terminate()
+        server.wait()
     return {"s3_work_dir_2_workers": on_s3,
             "s3_vs_folder_wall": round(on_s3["wall_s"] / max(1e-9, folder["wall_s"]), 3),
             "s3_overhead_steady_s_per_clip": round(on_s3["steady_s_per_clip"] - folder["steady_s_per_clip"], 4),
