@@ -322,3 +322,16 @@ def test_an_unreachable_store_stops_the_build_instead_of_failing_clips_for_good(
     store.put("frames", "k", "clip", {"ok": True})
     with pytest.raises(WorkDirUnreachable, match="cannot store stage records"):
         store.close()
+
+
+def test_attempts_counted_in_a_store_end_a_clip_that_keeps_killing_workers(tmp_path):
+    from builders.pipeline.cpu_jobs import MAX_ATTEMPTS, run_counted
+
+    marker = f"memory://mv4all-attempts-{tmp_path.name}/stages/.attempts/features/k/clip.count"
+    job = {"stage": "features", "id": "clip", "audio": str(tmp_path / "missing.mp3"), "track": {},
+           "attempts_file": marker}
+    locations.write_bytes(marker, str(MAX_ATTEMPTS).encode())  # three workers died on it already
+    result = run_counted(job)
+    assert not result["ok"] and f"died {MAX_ATTEMPTS} times" in result["error"] and not locations.exists(marker)
+    result = run_counted(job)  # an ordinary attempt: counted, then cleared, whatever the outcome
+    assert not result["ok"] and "died" not in result["error"] and not locations.exists(marker)
